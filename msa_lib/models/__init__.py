@@ -1,0 +1,10 @@
+"""Models, built by name: ``build("tfn", spec, d_model=64)``.
+
+Each method lives in one file that reads top to bottom beside its paper.
+"""
+from . import baselines  # noqa: F401  (registers the baselines)
+from .base import MSAModel, ModelOutput, available, build, make_config, register
+
+BASELINES = ("text_only", "early_fusion", "late_fusion", "tfn", "mult")
+
+__all__ = ["MSAModel", "ModelOutput", "available", "build", "make_config", "register", "BASELINES"]

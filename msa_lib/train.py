@@ -1,0 +1,257 @@
+"""One training loop for every model in ``msa_lib``.
+
+``fit`` trains with AdamW, a warm-up + decay schedule and gradient clipping, selects
+the best epoch on the **validation** split only, optionally checkpoints every epoch
+(and resumes), and finally reports the test metrics of the selected weights.
+``evaluate`` and ``robustness_sweep`` score a model, optionally under a missing-data
+protocol. The loop knows nothing method-specific: models speak through
+``forward``, ``loss``, ``train_batch`` and ``on_epoch_start`` (see models/base.py).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import metrics as M
+from .data.batch import Batch, Split, iterate
+from .data.spec import DatasetSpec
+from .missing import PATTERNS, apply_pattern, random_missing
+from .profiles import seed_everything
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"       # "cosine", "linear" (warm-up then linear decay) or "constant"
+    warmup: float = 0.1            # fraction of all steps spent warming up
+    grad_clip: float | None = 1.0  # max gradient norm (None: no clipping)
+    seed: int = 0
+    deterministic: bool = False    # ask torch for deterministic kernels
+    select_on: str = "loss"        # "loss" (validation loss, MMSA's default) or a metric key
+    patience: int | None = None    # stop after this many epochs without improvement
+    amp: bool = True               # bfloat16 autocast on CUDA (ignored on CPU)
+    progress: bool = False         # tqdm progress bar over epochs
+    threads: int | None = None     # torch CPU threads
+    eval_batch_size: int = 256
+
+
+@dataclass
+class TrainResult:
+    history: pd.DataFrame          # one row per epoch: train terms, valid loss/metrics, lr, seconds
+    best_epoch: int
+    valid: dict                    # validation metrics of the selected epoch
+    test: dict                     # test metrics of the selected weights
+    seconds: float
+    config: dict = field(default_factory=dict)
+
+
+def lr_factor(step: int, total: int, warmup_steps: int, schedule: str) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total - warmup_steps)
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    raise ValueError(f"unknown schedule {schedule!r}; use 'cosine', 'linear' or 'constant'")
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.no_grad()
+def predict(model, split: Split, spec: DatasetSpec, protocol: Callable[[Batch], Batch] | None = None,
+            batch_size: int = 256, device=None, keep_aux: bool = False):
+    """Predictions (N,) for ``split`` (optionally corrupted by ``protocol``), labels (N,), losses.
+
+    With ``keep_aux`` also returns the list of per-batch ``out.aux`` dicts.
+    """
+    device = torch.device(device) if device else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    preds, labels, losses, auxes = [], [], [], []
+    for batch in iterate(split, batch_size):
+        if protocol is not None:
+            batch = protocol(batch)
+        batch = batch.to(device)
+        out = model(batch)
+        preds.append(out.pred.float().cpu())
+        labels.append(batch.label.float().cpu())
+        losses.append(float(model.regression_loss(out.pred.float(), batch.label)) * len(batch))
+        if keep_aux:
+            auxes.append(out.aux)
+    model.train(was_training)
+    pred, label = torch.cat(preds).numpy(), torch.cat(labels).numpy()
+    result = (pred, label, sum(losses) / max(1, len(pred)))
+    return result + (auxes,) if keep_aux else result
+
+
+def evaluate(model, split: Split, spec: DatasetSpec, protocol=None, batch_size: int = 256, device=None) -> dict:
+    """The metric set of ``spec`` (MOSI or SIMS) plus ``loss`` on ``split``."""
+    pred, label, loss = predict(model, split, spec, protocol, batch_size, device)
+    out = M.compute(spec.metric_set, pred, label)
+    out["loss"] = round(loss, 4)
+    return out
+
+
+def _better(score: float, best: float | None, select_on: str) -> bool:
+    if best is None:
+        return True
+    lower_is_better = select_on in ("loss", "MAE")
+    return score < best if lower_is_better else score > best
+
+
+def _save_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir=None,
+        resume: bool = False, valid_protocol=None, **overrides) -> TrainResult:
+    """Train ``model`` on ``data.train``, select on ``data.valid``, report ``data.test``.
+
+    data: an MMSAData (``.spec``, ``.train``, ``.valid``, ``.test``).
+    checkpoint_dir: if given, ``last.pt`` (everything needed to resume) is written
+    atomically after every epoch and ``best.pt`` (weights of the selected epoch).
+    valid_protocol: optional corruption applied to validation batches (e.g. a fixed
+    missing rate), still on the validation split -- never the test split.
+    """
+    cfg = cfg or TrainConfig()
+    if overrides:
+        cfg = TrainConfig(**{**asdict(cfg), **overrides})
+    device = torch.device(device) if device else next(model.parameters()).device
+    seed_everything(cfg.seed, cfg.deterministic, cfg.threads)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr)
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    warm = int(cfg.warmup * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, warm, cfg.schedule))
+    start_epoch, best, best_state, best_epoch, history, wait = 0, None, None, -1, [], 0
+
+    ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+    if resume and ckpt is not None and (ckpt / "last.pt").exists():
+        state = torch.load(ckpt / "last.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, best, best_epoch, history = state["epoch"] + 1, state["best"], state["best_epoch"], state["history"]
+        best_state, wait = state["best_state"], state["wait"]
+
+    t0 = time.perf_counter()
+    epochs = range(start_epoch, cfg.epochs)
+    if cfg.progress:
+        from tqdm.auto import tqdm
+        epochs = tqdm(epochs, desc=type(model).__name__, leave=False)
+    for epoch in epochs:
+        t_epoch = time.perf_counter()
+        model.on_epoch_start(epoch, data.train, device)
+        model.train()
+        sums, n_seen = {}, 0
+        for batch in iterate(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch):
+            batch = model.train_batch(batch, epoch, cfg.seed).to(device)
+            with _autocast(device, cfg.amp):
+                out = model(batch)
+                terms = model.loss(batch, out)
+            if not torch.isfinite(terms["total"]):
+                raise FloatingPointError(f"loss became {terms['total'].item()} at epoch {epoch}; "
+                                         f"try a lower learning rate (lr={cfg.lr}) or gradient clipping")
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(batch)
+            n_seen += len(batch)
+        valid = evaluate(model, data.valid, data.spec, valid_protocol, cfg.eval_batch_size, device)
+        row = {"epoch": epoch, **{f"train_{k}": v / n_seen for k, v in sums.items()},
+               **{f"valid_{k}": v for k, v in valid.items()},
+               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t_epoch}
+        history.append(row)
+        score = valid[cfg.select_on] if cfg.select_on in valid else None
+        if score is None:
+            raise KeyError(f"select_on={cfg.select_on!r} is not a validation metric; have {sorted(valid)}")
+        if _better(score, best, cfg.select_on):
+            best, best_epoch, wait = score, epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            if ckpt is not None:
+                _save_atomic({"model": best_state, "epoch": epoch, "config": _plain(model.cfg),
+                              "spec": data.spec.to_dict(), "model_name": getattr(model, "registry_name", "")},
+                             ckpt / "best.pt")
+        else:
+            wait += 1
+        if ckpt is not None:
+            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                          "epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history,
+                          "best_state": best_state, "wait": wait}, ckpt / "last.pt")
+        if cfg.patience is not None and wait >= cfg.patience:
+            break
+
+    model.load_state_dict(best_state)
+    hist = pd.DataFrame(history)
+    valid_best = {k[len("valid_"):]: v for k, v in history[best_epoch - history[0]["epoch"]].items()
+                  if k.startswith("valid_")} if history else {}
+    test = evaluate(model, data.test, data.spec, None, cfg.eval_batch_size, device)
+    return TrainResult(hist, best_epoch, valid_best, test, time.perf_counter() - t0, asdict(cfg))
+
+
+def _plain(cfg) -> dict:
+    """A model config dataclass as a dict of plain values (safe for weights_only loading)."""
+    return {k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+
+def robustness_sweep(model, split: Split, spec: DatasetSpec, protocol: str = "random", rates=None,
+                     patterns=PATTERNS, seed: int = 0, text_fill: str = "zero", batch_size: int = 256,
+                     device=None) -> pd.DataFrame:
+    """Evaluate ``model`` on ``split`` under a missing-data protocol.
+
+    protocol "random": every element of every modality missing with rate r, for r in
+    ``rates`` (default 0.0, 0.1, ..., 0.9; LNLN's protocol); "pattern": each of the
+    seven fixed modality subsets. Returns one row per rate/pattern with all metrics.
+    """
+    rows = []
+    unk = spec.unk_vector if text_fill == "unk" else None
+    if protocol == "random":
+        rates = [round(0.1 * i, 1) for i in range(10)] if rates is None else rates
+        for r in rates:
+            m = evaluate(model, split, spec, lambda b, r=r: random_missing(b, r, seed=seed, text_fill=text_fill,
+                                                                        unk_vector=unk), batch_size, device)
+            rows.append({"rate": r, **m})
+    elif protocol == "pattern":
+        for p in patterns:
+            m = evaluate(model, split, spec, lambda b, p=p: apply_pattern(b, p, text_fill=text_fill, unk_vector=unk),
+                         batch_size, device)
+            rows.append({"pattern": p, **m})
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; use 'random' or 'pattern'")
+    return pd.DataFrame(rows)
+
+
+def clone_model(model):
+    """A deep copy (e.g. to train ablations from the same initial weights)."""
+    return copy.deepcopy(model)

@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny random dataset (fast) and SynthMSA smoke (real text features)."""
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(2)
+
+from msa_lib.data.batch import Split  # noqa: E402
+from msa_lib.data.spec import DatasetSpec  # noqa: E402
+
+
+def random_split(n: int, dims=(16, 6, 8), lengths=(10, 20, 14), seed: int = 0, signal: bool = True) -> Split:
+    """A Split of random features; with ``signal`` the label is readable from text and audio."""
+    rng = np.random.default_rng(seed)
+    lens = [rng.integers(max(2, L // 2), L + 1, n) for L in lengths]
+    feats = []
+    for d, L, ln in zip(dims, lengths, lens):
+        x = rng.normal(size=(n, L, d)).astype(np.float32)
+        x[np.arange(L)[None, :] >= ln[:, None]] = 0.0
+        feats.append(x)
+    label = np.clip(rng.normal(0, 1.5, n), -3, 3).astype(np.float32)
+    if signal:
+        feats[0][:, :, 0] += label[:, None] * (np.arange(lengths[0])[None, :] < lens[0][:, None])
+        feats[1][:, :, 0] += 0.5 * label[:, None] * (np.arange(lengths[1])[None, :] < lens[1][:, None])
+    return Split(text=feats[0], audio=feats[1], vision=feats[2], text_lengths=lens[0].astype(np.int64),
+                 audio_lengths=lens[1].astype(np.int64), vision_lengths=lens[2].astype(np.int64),
+                 label=label, raw_text=[f"sample {i}" for i in range(n)], ids=[str(i) for i in range(n)],
+                 domain=(np.arange(n) % 2).astype(np.int64),
+                 text_ids=rng.integers(1000, 2000, (n, lengths[0])).astype(np.int64),
+                 label_t=label.copy(), label_a=(0.5 * label).astype(np.float32),
+                 label_v=np.zeros(n, np.float32))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """A small random dataset object shaped like MMSAData (spec + three splits)."""
+    spec = DatasetSpec("tiny", dims=(16, 6, 8), lengths=(10, 20, 14), n_domains=2,
+                       unk_text_feature=tuple([0.5] * 16))
+    return SimpleNamespace(spec=spec, train=random_split(96, seed=0), valid=random_split(32, seed=1),
+                           test=random_split(32, seed=2))
+
+
+@pytest.fixture(scope="session")
+def synth_smoke():
+    """SynthMSA at smoke size (real MiniLM text features), cached under _build/cache."""
+    from msa_lib.data import load
+    return load("synth:smoke")

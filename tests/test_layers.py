@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from msa_lib.layers import (BottleneckTokens, CrossModalAttention, GradientReversal, MultiHeadAttention,
+                            TextEncoder, TransformerEncoder, VariationalEncoder, grad_reverse, masked_mean)
+
+
+def test_padding_mask_makes_padding_irrelevant():
+    torch.manual_seed(0)
+    enc = TransformerEncoder(16, depth=2, heads=4, dropout=0.0, max_len=12).eval()
+    x = torch.randn(2, 12, 16)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[:, 8:] = False
+    y1 = enc(x, mask)
+    x2 = x.clone()
+    x2[:, 8:] = 100.0 * torch.randn(2, 4, 16)
+    y2 = enc(x2, mask)
+    assert torch.allclose(y1[:, :8], y2[:, :8], atol=1e-5)
+
+
+def test_attention_with_no_visible_key_returns_zeros():
+    attn = MultiHeadAttention(8, heads=2).eval()
+    q, kv = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[1] = False
+    y = attn(q, kv, mask)
+    assert torch.isfinite(y).all() and torch.all(y[1] == 0) and y[0].abs().sum() > 0
+    y_w = attn(q, kv, mask, keep_weights=True)
+    assert torch.allclose(y, y_w, atol=1e-5)
+
+
+def test_cross_attention_shapes():
+    block = CrossModalAttention(16, depth=2, heads=4).eval()
+    out = block(torch.randn(3, 7, 16), torch.randn(3, 11, 16), torch.ones(3, 11, dtype=torch.bool), keep_weights=True)
+    assert out.shape == (3, 7, 16)
+    assert [w.shape for w in block.attention_maps()] == [(3, 4, 7, 11)] * 2
+
+
+def test_gradient_reversal_reverses():
+    x = torch.randn(5, requires_grad=True)
+    (grad_reverse(x, 0.5) * torch.arange(5.0)).sum().backward()
+    assert torch.allclose(x.grad, -0.5 * torch.arange(5.0))
+    y = torch.randn(3, requires_grad=True)
+    out = GradientReversal()(y)
+    assert torch.equal(out, y)
+    out.sum().backward()
+    assert torch.all(y.grad == -1)
+
+
+def test_bottleneck_tokens_and_masked_mean():
+    tok = BottleneckTokens(4, 8)
+    assert tok(3).shape == (3, 4, 8)
+    x = torch.arange(12.0).view(1, 4, 3)
+    m = torch.tensor([[True, True, False, False]])
+    assert torch.allclose(masked_mean(x, m), torch.tensor([[1.5, 2.5, 3.5]]))
+    assert torch.all(masked_mean(x, torch.zeros_like(m)) == 0)
+
+
+def test_variational_encoder_kl():
+    enc = VariationalEncoder(6, 3)
+    z, mu, logvar = enc(torch.randn(10, 6))
+    assert z.shape == mu.shape == (10, 3)
+    assert VariationalEncoder.kl(torch.zeros(4, 3), torch.zeros(4, 3)).item() == 0.0
+    assert VariationalEncoder.kl(torch.ones(4, 3), torch.zeros(4, 3)).item() == pytest.approx(1.5)
+    enc.eval()
+    z2, mu2, _ = enc(torch.ones(2, 6))
+    assert torch.equal(z2, mu2)
+
+
+def test_text_encoder_features_and_hf_offline(tmp_path):
+    enc = TextEncoder(20, 8, kind="features")
+    assert enc(torch.randn(2, 5, 20), torch.ones(2, 5, dtype=torch.bool)).shape == (2, 5, 8)
+    from transformers import BertConfig, BertModel
+    cfg = BertConfig(vocab_size=120, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=16)
+    BertModel(cfg).save_pretrained(tmp_path / "tiny-bert")
+    # tokenizer files are not needed for the encoder itself; make AutoTokenizer loadable too
+    (tmp_path / "tiny-bert" / "vocab.txt").write_text("\n".join(["[PAD]"] + [f"w{i}" for i in range(99)] +
+                                                               ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                                                               [f"x{i}" for i in range(16)]))
+    enc = TextEncoder(0, 8, kind=str(tmp_path / "tiny-bert"), finetune=True)
+    ids = torch.randint(0, 120, (2, 6))
+    out = enc(torch.zeros(2, 6, 1), torch.ones(2, 6, dtype=torch.bool), ids)
+    assert out.shape == (2, 6, 8)
+    out.sum().backward()
+    assert enc.pretrained.embeddings.word_embeddings.weight.grad is not None
+    with pytest.raises(ValueError, match="token ids"):
+        enc(torch.zeros(2, 6, 1), torch.ones(2, 6, dtype=torch.bool), None)
+    with pytest.raises(OSError, match="local files"):
+        TextEncoder(0, 8, kind=str(tmp_path / "missing-model"))
+
+
+def test_bundled_minilm_loads_offline():
+    enc = TextEncoder(0, 8, kind="minilm")
+    assert enc.pretrained.config.hidden_size == 384

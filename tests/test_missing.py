@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+
+from msa_lib.data.batch import iterate, make_batch
+from msa_lib.missing import (PATTERNS, apply_pattern, hashed_uniform, modality_dropout, random_missing,
+                             sample_train_rates)
+
+
+def _batch(tiny, idx=None):
+    return make_batch(tiny.train, np.arange(32) if idx is None else idx)
+
+
+def test_hashed_uniform_is_uniform_and_order_free():
+    u = hashed_uniform(3, 1, np.arange(2000), 50)
+    assert u.shape == (2000, 50) and 0 <= u.min() and u.max() < 1
+    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.005
+    perm = np.random.default_rng(0).permutation(2000)
+    assert torch.equal(hashed_uniform(3, 1, perm, 50), u[perm])
+    assert not torch.equal(hashed_uniform(4, 1, np.arange(5), 50), u[:5])   # seed matters
+    assert not torch.equal(hashed_uniform(3, 2, np.arange(5), 50), u[:5])   # stream matters
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.7, 1.0])
+def test_random_missing_rate_and_rules(tiny, rate):
+    b = _batch(tiny)
+    out = random_missing(b, rate, seed=1)
+    for m in ("audio", "vision"):
+        valid = b.mask(m)
+        kept = out.avail(m)
+        assert not (kept & ~valid).any()                   # only real positions can be observed
+        frac = 1 - kept.sum().item() / valid.sum().item()
+        assert abs(frac - rate) < 0.08
+        zeroed = valid & ~kept
+        assert torch.all(out.features(m)[zeroed] == 0)      # removed frames are zero vectors
+        assert torch.equal(out.features(m)[kept], b.features(m)[kept])
+    # text: [CLS] (first) and [SEP] (last real) always survive
+    lengths = b.text_mask.sum(1)
+    rows = torch.arange(len(b))
+    assert out.text_avail[rows, 0].all() and out.text_avail[rows, lengths - 1].all()
+    assert torch.allclose(out.missing_rate, torch.full((len(b), 3), rate))
+    assert out.clean is b
+
+
+def test_random_missing_text_fill_unk_and_ids(tiny):
+    b = _batch(tiny)
+    unk = np.full(16, 7.0, np.float32)
+    out = random_missing(b, 0.5, seed=0, text_fill="unk", unk_vector=unk)
+    dropped = b.text_mask & ~out.text_avail
+    assert dropped.any()
+    assert torch.all(out.text[dropped] == 7.0)
+    assert torch.all(out.text_ids[dropped] == 100)          # BERT's [UNK]
+    with pytest.raises(ValueError, match="unk_text_feature"):
+        random_missing(b, 0.5, text_fill="unk", unk_vector=None)
+    with pytest.raises(ValueError, match="text_fill"):
+        random_missing(b, 0.5, text_fill="blank")
+
+
+def test_masks_do_not_depend_on_batch_order(tiny):
+    """Same (seed, sample) -> same mask, whatever the batching."""
+    whole = random_missing(make_batch(tiny.train, np.arange(96)), 0.4, seed=9)
+    parts = [random_missing(b, 0.4, seed=9) for b in iterate(tiny.train, 7, shuffle=True, seed=3)]
+    for part in parts:
+        for m in ("text", "audio", "vision"):
+            assert torch.equal(part.avail(m), whole.avail(m)[part.index])
+
+
+def test_modalities_are_independent(tiny):
+    """Unlike a re-seeded single generator, the modalities get different masks."""
+    b = _batch(tiny)
+    out = random_missing(b, 0.5, seed=0)
+    L = min(out.audio_avail.shape[1], out.vision_avail.shape[1])
+    both = b.audio_mask[:, :L] & b.vision_mask[:, :L]
+    agree = (out.audio_avail[:, :L] == out.vision_avail[:, :L])[both].float().mean()
+    assert agree < 0.65  # independent masks agree about half the time
+
+
+def test_per_sample_and_per_modality_rates(tiny):
+    b = _batch(tiny)
+    rates = torch.tensor([0.0, 1.0, 0.5])
+    out = random_missing(b, rates, seed=0)
+    assert torch.equal(out.audio_avail, torch.zeros_like(out.audio_avail))
+    assert torch.equal(out.text_avail, b.text_mask)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        random_missing(b, 1.5)
+    with pytest.raises(ValueError, match="shape"):
+        random_missing(b, torch.zeros(5, 2))
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_fixed_patterns(tiny, pattern):
+    b = _batch(tiny)
+    out = apply_pattern(b, pattern)
+    present = out.present()
+    for i, m in enumerate(("text", "audio", "vision")):
+        assert bool(present[:, i].all()) == (m[0] in pattern)
+        assert bool(present[:, i].any()) == (m[0] in pattern)
+        if m[0] not in pattern:
+            assert torch.all(out.features(m) == 0)
+    with pytest.raises(ValueError, match="unknown modality pattern"):
+        apply_pattern(b, "xyz")
+
+
+def test_modality_dropout_keeps_one(tiny):
+    b = make_batch(tiny.train, np.arange(96))
+    out = modality_dropout(b, 0.6, seed=2, epoch=0)
+    present = out.present()
+    assert present.any(1).all()
+    frac_removed = 1 - present.float().mean().item()
+    assert 0.35 < frac_removed < 0.65
+    other = modality_dropout(b, 0.6, seed=2, epoch=1)
+    assert not torch.equal(other.present(), present)   # a new epoch draws anew
+    with pytest.raises(ValueError):
+        modality_dropout(b, 1.0)
+
+
+def test_sample_train_rates():
+    r = sample_train_rates(np.arange(4000), seed=0, epoch=0)
+    assert r.shape == (4000, 3)
+    zero = (r == 0).float().mean().item()
+    assert 0.47 < zero < 0.53
+    assert abs(r[r > 0].mean().item() - 0.5) < 0.03
+    assert not torch.equal(r, sample_train_rates(np.arange(4000), seed=0, epoch=1))
