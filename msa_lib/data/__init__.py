@@ -36,13 +36,12 @@ def load(name_or_path: str = "synth", size: str | None = None, seed: int = 0, ve
 
 
 def __getattr__(name):
-    from . import mmsa
+    from importlib import import_module
     if name in {"load_mmsa", "MMSAData", "MMSAFormatError", "write_pickle_atomic", "KNOWN_SHA256",
                 "resolve_dataset_path", "default_data_dir"}:
-        return getattr(mmsa, name)
+        return getattr(import_module(".mmsa", __name__), name)
     if name in {"make_mmsa_fixture", "write_mmsa_fixture"}:
-        from . import fixtures
-        return getattr(fixtures, name)
+        return getattr(import_module(".fixtures", __name__), name)
     raise AttributeError(f"module 'msa_lib.data' has no attribute {name!r}")
 
 

@@ -27,6 +27,8 @@ class Split:
     label_t, label_a, label_v: (N,) float32 unimodal labels, or None.
     domain:  (N,) int64 domain id (zeros when the data has no domains).
     raw_text, ids: length-N lists of str.
+    extra:   any further per-sample arrays the file carried (e.g. SynthMSA's ``kind``
+             and ``topic``, MMSA's ``annotations``), keyed by their pickle name.
     """
 
     text: np.ndarray
@@ -43,6 +45,7 @@ class Split:
     label_t: np.ndarray | None = None
     label_a: np.ndarray | None = None
     label_v: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.label)
@@ -55,6 +58,8 @@ class Split:
             v = getattr(self, f.name)
             if v is None:
                 out[f.name] = None
+            elif isinstance(v, dict):
+                out[f.name] = {k: a[idx] for k, a in v.items()}
             elif isinstance(v, list):
                 pos = np.flatnonzero(idx) if idx.dtype == bool else idx
                 out[f.name] = [v[i] for i in pos]

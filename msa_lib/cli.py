@@ -1,0 +1,207 @@
+"""Command line: ``python -m msa_lib {data,train,eval,bench} ...`` (``--help`` on each).
+
+Errors a user can fix (a wrong model name, a missing file, a malformed pickle) are
+reported as one line on stderr with exit code 2, not as a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its inputs, reported as one line."""
+
+
+def _write_json_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    """["d_model=64", "dropout=0.2", "text_encoder=minilm"] -> typed dict."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UsageError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _load_data(name: str):
+    from .data import load
+    from .data.mmsa import MMSAFormatError
+    try:
+        return load(name)
+    except FileNotFoundError as err:
+        raise UsageError(f"data {name!r}: {err}") from err
+    except (MMSAFormatError, ValueError) as err:
+        raise UsageError(str(err)) from err
+
+
+def _build_model(name: str, spec, options: dict):
+    from .models import build
+    try:
+        return build(name, spec, **options)
+    except KeyError as err:
+        raise UsageError(err.args[0]) from err
+    except TypeError as err:
+        raise UsageError(str(err)) from err
+
+
+def cmd_data_synth(args) -> None:
+    from .data.synthetic import write_synth
+    out = Path(args.out)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    write_synth(out, args.size, args.seed)
+    print(f"wrote SynthMSA ({args.size}, seed {args.seed}) to {out}")
+
+
+def cmd_train(args) -> None:
+    from .profiles import device as pick_device
+    from .train import TrainConfig, fit
+
+    data = _load_data(args.data)
+    options = _parse_sets(args.set)
+    if args.preset:
+        options["preset"] = args.preset
+    model = _build_model(args.model, data.spec, options)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      deterministic=args.deterministic, progress=not args.quiet)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = fit(model, data, cfg, device=pick_device(args.device), checkpoint_dir=out, resume=args.resume)
+    from .train import _plain
+    _write_json_atomic({"model": args.model, "data": args.data, "model_config": _plain(model.cfg),
+                        "train_config": asdict(cfg), "spec": data.spec.to_dict(),
+                        "n_params": model.n_params()}, out / "config.json")
+    tmp = out / "history.csv.tmp"
+    result.history.to_csv(tmp, index=False)
+    os.replace(tmp, out / "history.csv")
+    _write_json_atomic({"best_epoch": result.best_epoch, "valid": result.valid, "test": result.test,
+                        "seconds": round(result.seconds, 2)}, out / "metrics.json")
+    print(json.dumps({"best_epoch": result.best_epoch, "test": result.test}, indent=1))
+
+
+def load_checkpoint(path, spec=None):
+    """Rebuild a model from a ``train`` output folder or its ``best.pt``."""
+    import torch
+
+    from .models import build
+    path = Path(path)
+    file = path / "best.pt" if path.is_dir() else path
+    if not file.exists():
+        raise UsageError(f"no checkpoint at {file} (expected the folder written by `msa_lib train`)")
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    from .data.spec import DatasetSpec
+    saved = DatasetSpec(**{**state["spec"], "dims": tuple(state["spec"]["dims"]),
+                           "lengths": tuple(state["spec"]["lengths"]),
+                           "label_range": tuple(state["spec"]["label_range"])})
+    if spec is not None and tuple(spec.dims) != tuple(saved.dims):
+        raise UsageError(f"checkpoint {file} was trained on feature sizes {saved.dims}, "
+                         f"but the data has {tuple(spec.dims)}")
+    model = build(state["model_name"], spec or saved, **state["config"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def cmd_eval(args) -> None:
+    from .train import evaluate, robustness_sweep
+
+    data = _load_data(args.data)
+    model = load_checkpoint(args.checkpoint, data.spec)
+    split = getattr(data, args.split)
+    if args.protocol == "none":
+        table = evaluate(model, split, data.spec)
+        print(json.dumps(table, indent=1))
+        return
+    rates = [float(r) for r in args.rates.split(",")] if args.rates else None
+    patterns = args.patterns.split(",") if args.patterns else None
+    try:
+        kw = {"patterns": patterns} if patterns else {}
+        df = robustness_sweep(model, split, data.spec, args.protocol, rates=rates, seed=args.seed, **kw)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    print(df.to_string(index=False))
+    if args.out:
+        tmp = Path(args.out + ".tmp")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, args.out)
+
+
+def cmd_bench(args) -> None:
+    from .bench import run_bench
+    models = args.models.split(",") if args.models else None
+    df = run_bench(models, data=args.data, device=args.device, steps=args.steps, batch_size=args.batch_size,
+                   d_model=args.d_model, out=args.out)
+    print(df.to_string(index=False))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m msa_lib", description="msa_lib command line")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="make datasets").add_subparsers(dest="what", required=True)
+    s = d.add_parser("synth", help="write a SynthMSA pickle (MMSA format)")
+    s.add_argument("--out", required=True, help="output .pkl path")
+    s.add_argument("--size", default="demo", choices=["smoke", "demo", "full"])
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_data_synth)
+
+    t = sub.add_parser("train", help="train one model; writes metrics.json, best.pt, config.json into --out")
+    t.add_argument("--model", required=True, help="registry name, e.g. tfn, mult, late_fusion")
+    t.add_argument("--data", default="synth", help="synth[:size[:seed]], a dataset name (mosi, sims, ...) or a .pkl path")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--preset", help="model preset (synth, mosi, mosei, sims)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model option (repeatable)")
+    t.add_argument("--device", help="cpu, cuda, mps (default: best available)")
+    t.add_argument("--deterministic", action="store_true")
+    t.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--out", required=True, help="output folder")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint, optionally under a missing-data protocol")
+    e.add_argument("--checkpoint", required=True, help="folder written by `train` (or its best.pt)")
+    e.add_argument("--data", default="synth")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("--protocol", default="none", choices=["none", "random", "pattern"])
+    e.add_argument("--rates", help="comma-separated missing rates (random protocol), default 0.0..0.9")
+    e.add_argument("--patterns", help="comma-separated patterns from tav,ta,tv,av,t,a,v")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", help="write the table as CSV here")
+    e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="time a training step per model (CPU or GPU), CSV out")
+    b.add_argument("--models", help="comma-separated names (default: every registered model)")
+    b.add_argument("--data", default="synth:smoke")
+    b.add_argument("--device", help="cpu or cuda (default: best available)")
+    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--d-model", type=int, default=None, help="override every model's width")
+    b.add_argument("--out", help="CSV path")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
