@@ -16,7 +16,11 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test test-lib bench clean
+.PHONY: setup test test-lib bench clean vendor execute book
+CHAPTERS := $(sort $(wildcard chapters/*.ipynb))
+CHAPTER ?= $(CHAPTERS)
+VENDOR := $(BUILD)/vendor/.stamp
+PYTEST_NB := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600
 
 setup: $(STAMP)
 
@@ -29,14 +33,43 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[test,book]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
+# MathJax and the ipywidgets manager, served by the book itself (no CDN), from the
+# npm packages pinned in book/package-lock.json.
+vendor: $(VENDOR)
+
+$(VENDOR): book/package.json book/package-lock.json
+	cd book && npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(BUILD)/vendor && mkdir -p $(BUILD)/vendor/html-manager
+	cp -r book/node_modules/mathjax/es5 $(BUILD)/vendor/mathjax && rm -rf $(BUILD)/vendor/mathjax/sre
+	cp book/node_modules/requirejs/require.js $(BUILD)/vendor/require.js
+	cd book/node_modules/@jupyter-widgets/html-manager/dist && \
+	  cp embed-amd.js *.woff2 *.woff *.ttf *.eot *.svg $(CURDIR)/$(BUILD)/vendor/html-manager/
+	touch $@
+
+# Refresh committed chapter outputs (demo profile unless MSA_PROFILE says otherwise):
+#   make execute                         every chapter
+#   make execute CHAPTER=chapters/02_fusion_baselines.ipynb
+execute: setup
+	@mkdir -p $(BUILD)/home
+	@for nb in $(CHAPTER); do echo "== $$nb"; \
+	  $(PY) -m papermill "$$nb" "$$nb" --cwd chapters --no-progress-bar --log-level WARNING || exit 1; done
+
+# Fresh clone -> set-up -> every chapter executed -> HTML book.
+book: setup vendor execute
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "The book is at $(CURDIR)/$(BUILD)/html/index.html"
+
 test-lib: setup
 	$(PY) -m pytest tests -m "not notebooks and not book"
 
-test: setup
-	$(PY) -m pytest tests
+# Library tests, chapters on the smoke profile (SynthMSA and a real-shape fixture),
+# claims, the book build with a browser check, and nbval of every committed chapter.
+test: setup vendor
+	@mkdir -p $(BUILD)/home
+	MSA_CLAIMS_DIR=$(CURDIR)/$(BUILD)/claims-nbval $(PY) -m pytest tests chapters $(PYTEST_NB)
 
 bench: setup
 	$(PY) -m msa_lib bench --out $(BUILD)/bench.csv
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) book/node_modules
