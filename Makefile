@@ -20,7 +20,7 @@ export OMP_NUM_THREADS ?= 2
 CHAPTERS := $(sort $(wildcard chapters/*.ipynb))
 CHAPTER ?= $(CHAPTERS)
 VENDOR := $(BUILD)/vendor/.stamp
-PYTEST_NB := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600
+PYTEST_NB := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600
 
 setup: $(STAMP)
 
