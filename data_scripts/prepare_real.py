@@ -22,16 +22,15 @@ unaligned_50.pkl`` and so on, or any ``<name>.pkl`` via ``--file NAME=PATH``) it
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from msa_lib.data.mmsa import (  # noqa: E402
-    DATASETS, KNOWN_SHA256, MMSAFormatError, default_data_dir, load_mmsa, sha256)
+    DATASETS, KNOWN_SHA256, MMSAFormatError, check_release, default_data_dir, load_mmsa)
+from msa_lib.io import atomic_path  # noqa: E402
 
 
 def find_releases(src: Path) -> dict[str, Path]:
@@ -52,28 +51,21 @@ def find_releases(src: Path) -> dict[str, Path]:
 
 def place(src_file: Path, dest: Path, copy: bool) -> None:
     """Copy or symlink ``src_file`` to ``dest`` without ever leaving a half-written file."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    with atomic_path(dest) as tmp:
         if copy:
             shutil.copyfile(src_file, tmp)
         else:
             tmp.unlink()
             tmp.symlink_to(src_file.resolve())
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists() or tmp.is_symlink():
-            tmp.unlink()
 
 
 def check(name: str, path: Path, verify: bool) -> bool:
     rel = DATASETS[name]
     if verify and rel in KNOWN_SHA256:
-        digest = sha256(path)
-        if digest != KNOWN_SHA256[rel]:
-            print(f"  {name}: SHA-256 mismatch for {path}\n    got      {digest}\n    expected {KNOWN_SHA256[rel]}")
+        try:
+            check_release(path, rel)
+        except MMSAFormatError as exc:
+            print(f"  {name}: SHA-256 mismatch: {exc}")
             return False
         print(f"  {name}: SHA-256 ok")
     elif rel not in KNOWN_SHA256:

@@ -12,9 +12,10 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
+
+from .io import write_csv
 
 
 def _rss_mb() -> float:
@@ -90,9 +91,5 @@ def run_bench(models=None, data: str = "synth:smoke", device: str | None = None,
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     df = pd.DataFrame(rows)
     if out:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        write_csv(df, out)
     return df

@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from .io import write_csv, write_json
+
 
 class UsageError(Exception):
     """A mistake in the command line or its inputs, reported as one line."""
-
-
-def _write_json_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _parse_sets(pairs: list[str]) -> dict:
@@ -82,13 +77,11 @@ def cmd_train(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     result = fit(model, data, cfg, device=pick_device(args.device), checkpoint_dir=out, resume=args.resume)
     from .train import _plain
-    _write_json_atomic({"model": args.model, "data": args.data, "model_config": _plain(model.cfg),
+    write_json({"model": args.model, "data": args.data, "model_config": _plain(model.cfg),
                         "train_config": asdict(cfg), "spec": data.spec.to_dict(),
                         "n_params": model.n_params()}, out / "config.json")
-    tmp = out / "history.csv.tmp"
-    result.history.to_csv(tmp, index=False)
-    os.replace(tmp, out / "history.csv")
-    _write_json_atomic({"best_epoch": result.best_epoch, "valid": result.valid, "test": result.test,
+    write_csv(result.history, out / "history.csv")
+    write_json({"best_epoch": result.best_epoch, "valid": result.valid, "test": result.test,
                         "seconds": round(result.seconds, 2)}, out / "metrics.json")
     print(json.dumps({"best_epoch": result.best_epoch, "test": result.test}, indent=1))
 
@@ -134,9 +127,7 @@ def cmd_eval(args) -> None:
         raise UsageError(str(err)) from err
     print(df.to_string(index=False))
     if args.out:
-        tmp = Path(args.out + ".tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, args.out)
+        write_csv(df, args.out)
 
 
 def cmd_bench(args) -> None:

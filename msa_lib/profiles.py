@@ -109,10 +109,8 @@ class Claims:
     def record(self, name: str, value) -> float:
         value = float(value)
         self.values[name] = round(value, 4)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.values, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        from .io import write_json
+        write_json(self.values, self.path, indent=1)
         return value
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 
 from . import metrics as M
 from .data.batch import Batch, Split, iterate
+from .io import atomic_path
 from .data.spec import DatasetSpec
 from .missing import PATTERNS, apply_pattern, random_missing
 from .profiles import seed_everything
@@ -115,15 +115,12 @@ def evaluate(model, split: Split, spec: DatasetSpec, protocol=None, batch_size: 
 def _better(score: float, best: float | None, select_on: str) -> bool:
     if best is None:
         return True
-    lower_is_better = select_on in ("loss", "MAE")
-    return score < best if lower_is_better else score > best
+    return score < best if select_on in M.LOWER_IS_BETTER else score > best
 
 
 def _save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir=None,

@@ -20,6 +20,7 @@ CHECKS = {
             ("audio/vision rescue sarcasm",
              lambda c: c["probe_all_sarcastic_acc2"] >= c["probe_text_sarcastic_acc2"] + 0.15),
             ("held-out domain is harder", lambda c: c["probe_shift_mae_gap"] > 0.1),
+            ("every held-out domain is harder", lambda c: c["probe_shift_min_mae_gap"] > 0.0),
             ("voice and face of sarcastic clips read negative",
              lambda c: all(c[f"{m}_valence_sarcastic"] < 0 and
                            c[f"{m}_valence_sarcastic"] < c[f"{m}_valence_plain_positive"] - 0.1 for m in ("audio", "vision"))),

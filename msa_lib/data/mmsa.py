@@ -22,12 +22,12 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_path
 from .batch import Split
 from .spec import MODALITIES, DatasetSpec
 
@@ -93,17 +93,10 @@ def _unpickle(path: Path):
 def write_pickle_atomic(obj, path) -> Path:
     """Pickle ``obj`` to ``path`` via a temporary file and an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(obj, fh, protocol=4)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(obj, fh, protocol=4)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 
@@ -119,6 +112,16 @@ def known_release(path) -> str | None:
     """The MMSA release name (e.g. ``MOSI/Processed/unaligned_50.pkl``) that ``path`` ends with."""
     posix = Path(path).as_posix()
     return next((k for k in KNOWN_SHA256 if posix.endswith(k)), None)
+
+
+def check_release(path, release: str) -> None:
+    """Raise MMSAFormatError unless ``path`` has the published SHA-256 of ``release``."""
+    digest = sha256(path)
+    if digest != KNOWN_SHA256[release]:
+        raise MMSAFormatError(
+            f"{path}: SHA-256 {digest[:16]}... does not match the published hash of {release} "
+            f"({KNOWN_SHA256[release][:16]}...); the download is incomplete or a different "
+            "version -- re-download it, or pass verify=False to load it anyway")
 
 
 def default_data_dir() -> Path:
@@ -266,12 +269,7 @@ def load_mmsa(path, name: str | None = None, verify: bool = True, metric_set: st
         raise FileNotFoundError(f"{path}: no such file")
     release = known_release(path)
     if verify and release is not None:
-        digest = sha256(path)
-        if digest != KNOWN_SHA256[release]:
-            raise MMSAFormatError(
-                f"{path}: SHA-256 {digest[:16]}... does not match the published hash of {release} "
-                f"({KNOWN_SHA256[release][:16]}...); the download is incomplete or a different "
-                "version -- re-download it, or pass verify=False to load it anyway")
+        check_release(path, release)
     raw = _unpickle(path)
     if not isinstance(raw, dict):
         raise MMSAFormatError(f"{path}: expected a dict with train/valid/test, got {type(raw).__name__}")
