@@ -52,6 +52,16 @@ CHECKS = {
             ("numbers are accuracies", lambda c: all(0.0 <= v <= 1.0 for k, v in c.items() if k.endswith("acc2"))),
         ],
     },
+    # Chapter 3 -- DashFusion (owned by the DashFusion work; edit only this block)
+    "03_dashfusion": {
+        "demo": [],
+        "smoke": [],
+    },
+    # Chapter 4 -- LNLN (owned by the LNLN work; edit only this block)
+    "04_lnln": {
+        "demo": [],
+        "smoke": [],
+    },
 }
 
 
