@@ -15,7 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "_build" / "vendor"
 pytestmark = pytest.mark.book
-PAGES = ["book/intro.html", "chapters/01_data_and_metrics.html", "chapters/02_fusion_baselines.html"]
+PAGES = ["book/intro.html", "chapters/01_data_and_metrics.html", "chapters/02_fusion_baselines.html",
+         "chapters/03_dashfusion.html", "chapters/04_lnln.html"]
 
 
 @pytest.fixture(scope="module")
