@@ -99,3 +99,12 @@ def test_widget_is_rendered_from_saved_state(browser):
     drv, base = browser
     drv.get(f"{base}/chapters/02_fusion_baselines.html")
     assert _wait(drv, "return document.querySelectorAll('.jupyter-widgets select, .widget-dropdown').length") > 0
+
+
+def test_missing_rate_slider_is_rendered_from_saved_state(browser):
+    drv, base = browser
+    drv.get(f"{base}/chapters/04_lnln.html")
+    assert _wait(drv, "return document.querySelectorAll('.widget-slider, .widget-hslider').length") > 0
+    # the HTML box beside the slider shows the saved predictions, not an empty frame
+    text = drv.execute_script("return [...document.querySelectorAll('.widget-html')].map(e => e.innerText).join(' ')")
+    assert "LNLN" in text or "lnln" in text

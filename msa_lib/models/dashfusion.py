@@ -65,6 +65,9 @@ class DashFusionConfig:
     label_mode: str = "round"      # "round": same label = same rounded label (MOSI/MOSEI); "exact" (SIMS)
     faithful_rank_bug: bool = False  # True: store rank positions instead of sample ids, as the official code
     official_masks: bool = False   # True: no padding masks after the encoders, as the official code
+    readout: str = "first"         # "first": concat of bottleneck token 0 and each sequence's first token
+    #                                (official; BERT's fine-tuned [CLS] summarises the text); "mean": masked
+    #                                means instead (for frozen token features whose [CLS] is no summary)
     text_encoder: str = "features"  # "features" (precomputed token features) or a BERT name/path
     finetune_text: bool = True     # fine-tune a pretrained text encoder (official: yes, same lr)
     loss: str = "mse"              # regression loss (official: MSE)
@@ -84,10 +87,11 @@ class DashFusionConfig:
             "mosei": cls(encoder_layers=4, hbf_depth=3, lr=2e-5, batch_size=8, epochs=25, warmup_epochs=1,
                          scan_similar=0.5, scan_dissimilar=0.125),
             "sims": cls(label_mode="exact", scan_similar=1 / 1.6, scan_dissimilar=0.5),
-            # tuned on SynthMSA demo (chapter 3): small and cheap on a CPU -- one encoder layer,
-            # 2 heads, no encoder dropout, and ONE companion per list (3 per anchor, not 6)
+            # SynthMSA on a CPU (chapter 3), not from the paper: small and cheap -- one encoder layer,
+            # 2 heads, no encoder dropout, ONE companion per list (3 per anchor, not 6), and a
+            # masked-mean readout (SynthMSA's frozen MiniLM features have no trained [CLS] summary)
             "synth": cls(d_model=32, heads=2, ff_dim=64, encoder_layers=1, encoder_dropout=0.0,
-                         align_heads=2, align_head_dim=16, n_companions_each=1,
+                         align_heads=2, align_head_dim=16, n_companions_each=1, readout="mean",
                          lr=2e-3, batch_size=64, epochs=8, warmup_epochs=0.8, weight_decay=1e-4),
         }
         if name not in presets:
@@ -519,7 +523,13 @@ class DashFusion(MSAModel):
     def forward(self, batch: Batch) -> ModelOutput:
         enc = self.encode(batch)
         q, seqs, hbf_maps = self.fusion(enc["z"], enc["seqs"], enc["att_masks"], enc["att_masks"]["text"])
-        h = torch.cat([q[:, 0], seqs["text"][:, 0], seqs["audio"][:, 0], seqs["vision"][:, 0]], dim=-1)  # (B, 4d)
+        if self.cfg.readout == "first":
+            h = torch.cat([q[:, 0], seqs["text"][:, 0], seqs["audio"][:, 0], seqs["vision"][:, 0]], dim=-1)  # (B, 4d)
+        elif self.cfg.readout == "mean":
+            h = torch.cat([q.mean(1)] + [masked_mean(seqs[m], enc["masks"][m]) for m in ("text", "audio", "vision")],
+                          dim=-1)                                                    # (B, 4d)
+        else:
+            raise ValueError(f"readout must be 'first' or 'mean', got {self.cfg.readout!r}")
         pred = self.head(h).squeeze(-1)                                              # (B,)
         aux = {"ta_attention": {m: w.detach() for m, w in enc["ta_maps"].items()},   # (B, h, Lt, Lm+1), col 0 = CLS
                "bottleneck_attention": [{m: w.detach() for m, w in lv.items()} for lv in hbf_maps],  # (B, h, k_l, Lm)
