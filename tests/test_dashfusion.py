@@ -353,3 +353,21 @@ def test_contrastive_gradient_reaches_companion_path(tiny):
     out.aux["contrastive"].backward()
     assert model.audio.inp.weight.grad.abs().sum() > 0 and model.align.out.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.head.parameters())      # the head is not in the contrastive path
+
+
+def test_readout_switch(tiny):
+    """"first" reads position 0 of every stream (official); "mean" reads masked means."""
+    b = make_batch(tiny.train, np.arange(6))
+    torch.manual_seed(0)
+    first = build("dashfusion", tiny.spec, preset="synth", readout="first").eval()
+    mean = build("dashfusion", tiny.spec, preset="synth", readout="mean").eval()
+    mean.load_state_dict(first.state_dict())
+    h_first, h_mean = first(b).aux["fused"], mean(b).aux["fused"]
+    d = first.cfg.d_model
+    assert h_first.shape == h_mean.shape == (6, 4 * d)
+    # the bottleneck part differs (token 0 vs mean of tokens); both are finite
+    assert not torch.allclose(h_first[:, :d], h_mean[:, :d])
+    assert torch.isfinite(h_mean).all()
+    with pytest.raises(ValueError, match="readout"):
+        build("dashfusion", tiny.spec, preset="synth", readout="cls")(b)
+
