@@ -92,7 +92,8 @@ def predict(model, split: Split, spec: DatasetSpec, protocol: Callable[[Batch], 
         if protocol is not None:
             batch = protocol(batch)
         batch = batch.to(device)
-        out = model(batch)
+        with torch.no_grad():
+            out = model(batch)
         preds.append(out.pred.float().cpu())
         labels.append(batch.label.float().cpu())
         losses.append(float(model.regression_loss(out.pred.float(), batch.label)) * len(batch))

@@ -371,3 +371,80 @@ def test_readout_switch(tiny):
     with pytest.raises(ValueError, match="readout"):
         build("dashfusion", tiny.spec, preset="synth", readout="cls")(b)
 
+
+
+# ---- the synth preset's departures: relative-time codes, the text layer ---------------------
+
+def test_relative_times():
+    mask = torch.tensor([[True, True, True, True, False], [True, True, False, False, False]])
+    t = D.relative_times(mask)
+    assert torch.allclose(t[0, :4], torch.tensor([0.125, 0.375, 0.625, 0.875]))
+    assert torch.allclose(t[1, :2], torch.tensor([0.25, 0.75]))
+    tc = D.relative_times(mask, cls=True)
+    assert tc.shape == (2, 6) and torch.all(tc[:, 0] == -1) and torch.allclose(tc[:, 1:], t)
+
+
+@pytest.mark.parametrize("dim", [8, 16, 32])
+def test_time_codes_peak_at_equal_time(dim):
+    t = torch.linspace(0, 1, 41)[None]                                   # (1, 41)
+    c = D.time_codes(t, dim)[0]                                          # (41, dim)
+    sim = c @ c.T
+    assert torch.allclose(sim.diagonal(), torch.ones(41), atol=1e-5)     # unit length
+    assert torch.equal(sim.argmax(1), torch.arange(41))                  # the best match is the same time
+    assert (sim - torch.eye(41) * sim).max() < 1.0                       # strictly below the peak elsewhere
+    assert torch.all(D.time_codes(torch.tensor([[-1.0]]), dim) == 0)     # CLS: no code
+
+
+def test_time_codes_align_words_with_frames(tiny):
+    """With q/k weights at zero only the codes score: each word attends most to the frame
+    at the same relative time, whatever the two sequence lengths are."""
+    b = make_batch(tiny.train, np.arange(6))
+    torch.manual_seed(0)
+    model = build("dashfusion", tiny.spec, preset="synth", align_time_codes=6.0).eval()
+    with torch.no_grad():
+        for p in [model.align.q.weight, *[model.align.k[m].weight for m in ("audio", "vision")]]:
+            p.zero_()
+    w = model(b).aux["ta_attention"]["audio"][:, 0]                        # (B, Lt, La+1), head 0
+    for i in range(6):
+        nt, na = int(b.text_mask[i].sum()), int(b.audio_mask[i].sum())
+        want = ((torch.arange(nt) + 0.5) / nt * na).long().clamp(max=na - 1) + 1   # frame column (CLS = 0)
+        got = w[i, :nt].argmax(-1)
+        assert (got - want).abs().max() <= 1, (got, want)
+    # without codes (the paper) and zero q/k weights the attention is uniform
+    paper = build("dashfusion", tiny.spec, preset="synth", align_time_codes=0.0).eval()
+    assert paper.align.time_gain is None
+    with torch.no_grad():
+        for p in [paper.align.q.weight, *[paper.align.k[m].weight for m in ("audio", "vision")]]:
+            p.zero_()
+    ent = D.alignment_entropy(paper, b)
+    assert ent["audio"] == pytest.approx(1.0, abs=1e-5) and ent["vision"] == pytest.approx(1.0, abs=1e-5)
+    assert D.alignment_entropy(model, b)["audio"] < 0.9
+
+
+def test_text_layers_switch(tiny):
+    b = make_batch(tiny.train, np.arange(4))
+    with_layer = build("dashfusion", tiny.spec, preset="synth", text_layers=1)
+    without = build("dashfusion", tiny.spec, preset="synth", text_layers=0)
+    one_layer = sum(p.numel() for p in with_layer.text_layers[0].parameters())
+    assert with_layer.n_params() - without.n_params() == one_layer > 0
+    assert with_layer.eval()(b).pred.shape == without.eval()(b).pred.shape == (4,)
+    # the paper presets keep both departures off
+    for name in ("mosi", "mosei", "sims"):
+        cfg = make_config("dashfusion", preset=name)
+        assert cfg.text_layers == 0 and cfg.align_time_codes == 0.0
+
+
+def test_one_encoder_pass_equals_two(tiny):
+    """forward encodes anchors and companions in one pass; the contrastive term equals the
+    one from encoding them separately (dropout off so both passes are deterministic)."""
+    torch.manual_seed(0)
+    model = build("dashfusion", tiny.spec, preset="synth", embed_dropout=0.0)
+    model.on_epoch_start(0, tiny.train, "cpu")
+    model.train()
+    b = make_batch(tiny.train, np.arange(8))
+    out = model(b)
+    comp = out.aux["companions"].numpy()
+    enc, c_enc = model.encode(b), model.encode(make_batch(tiny.train, comp.reshape(-1)))
+    separate = model.companion_loss(enc, c_enc, comp.shape[1])
+    assert torch.allclose(out.aux["contrastive"], separate, atol=1e-5)
+    assert torch.allclose(out.pred, model.eval()(b).pred, atol=1e-5)    # anchors' prediction unchanged

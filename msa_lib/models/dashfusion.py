@@ -21,6 +21,12 @@ The model, bottom-up:
 5. Readout: concat(bottleneck token 0, the three sequences' first tokens) -> MLP.
 
 Loss: MSE + weight * contrastive (training only).
+
+Not in the paper, off in the paper presets, on in the ``synth`` preset (chapter 3):
+``text_layers`` (trainable encoder layers over frozen text features, standing in for
+fine-tuning BERT) and ``align_time_codes`` (relative-time codes ``time_codes`` added to
+the alignment's queries and keys, so a word can find the frames at its own relative
+time; without them the alignment must learn the mapping from data).
 """
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.batch import Batch, make_batch
-from ..layers import TextEncoder, masked_mean
+from ..layers import TextEncoder, masked_mean, sinusoidal_positions
 from .base import ModelOutput, MSAModel, register
 
 
@@ -46,6 +52,8 @@ class DashFusionConfig:
     encoder_dropout: float = 0.5   # dropout inside the audio/vision transformers (official: the
     #                                constructor default 0.5 shadows the configured 0.1)
     embed_dropout: float = 0.1     # dropout after adding the positional table
+    align_time_codes: float = 0.0  # >0: add relative-time codes (this initial gain) to the alignment's q/k (not official)
+    text_layers: int = 0           # trainable encoder layers over frozen text features (official: 0, BERT is fine-tuned)
     align_heads: int = 8           # temporal-alignment heads (official: 8)
     align_head_dim: int = 32       # temporal-alignment head width (official: 32, inner 256)
     hbf_depth: int = 2             # bottleneck levels (official: 2 MOSI/SIMS -> 8,4; 3 MOSEI -> 8,4,2)
@@ -92,6 +100,7 @@ class DashFusionConfig:
             # masked-mean readout (SynthMSA's frozen MiniLM features have no trained [CLS] summary)
             "synth": cls(d_model=32, heads=2, ff_dim=64, encoder_layers=1, encoder_dropout=0.0,
                          align_heads=2, align_head_dim=16, n_companions_each=1, readout="mean",
+                         text_layers=1, align_time_codes=4.0,
                          lr=2e-3, batch_size=64, epochs=8, warmup_epochs=0.8, weight_decay=1e-4),
         }
         if name not in presets:
@@ -171,7 +180,7 @@ class EncoderLayer(nn.Module):
         self.out = nn.Linear(d, d)
         self.ff = FeedForward(d, cfg.ff_dim)
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.drop = nn.Dropout(cfg.encoder_dropout)
+        self.drop = nn.Dropout(cfg.encoder_dropout) if cfg.encoder_dropout else nn.Identity()
         self.scale = 1.0 / math.sqrt(d // cfg.heads)
 
     def forward(self, x, key_mask):
@@ -215,6 +224,26 @@ class FrameEncoder(nn.Module):
 # 2. Temporal alignment
 # ---------------------------------------------------------------------------------------------
 
+def relative_times(mask: torch.Tensor, cls: bool = False) -> torch.Tensor:
+    """(B, L) padding mask -> (B, L) time of each position as a fraction of the clip, (i + 0.5) / n.
+
+    With ``cls`` a CLS column is prepended; it gets time -1 (no time code): (B, L+1)."""
+    if cls:
+        t = relative_times(mask)
+        return torch.cat([t.new_full((t.shape[0], 1), -1.0), t], dim=1)
+    n = mask.sum(1, keepdim=True).clamp(min=1).float()
+    return (torch.arange(mask.shape[1], device=mask.device).float() + 0.5) / n
+
+
+def time_codes(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B, L) relative times -> (B, L, dim) codes [sin pi f t, cos pi f t], f = 1..dim/2 (no wrap-around on [0, 1]),
+    scaled so code(t) . code(t) = 1; code(t) . code(t') peaks at t = t'. Time -1 -> zeros."""
+    f = torch.arange(1, dim // 2 + 1, device=t.device).float()
+    ang = math.pi * t.unsqueeze(-1) * f                                          # (B, L, dim/2)
+    code = torch.cat([ang.sin(), ang.cos()], dim=-1) / math.sqrt(dim // 2)
+    return code * (t >= 0).unsqueeze(-1)
+
+
 class TemporalAlignment(nn.Module):
     """Z = H_t + W_o (Attn(H_t -> H_a) + Attn(H_t -> H_v)).
 
@@ -232,14 +261,23 @@ class TemporalAlignment(nn.Module):
         self.v = nn.ModuleDict({m: nn.Linear(d, inner, bias=False) for m in ("audio", "vision")})
         self.out = nn.Linear(inner, d)
         self.scale = 1.0 / math.sqrt(hd)
+        self.hd = hd
+        self.time_gain = nn.Parameter(torch.full((self.h, 1, 1), cfg.align_time_codes)) if cfg.align_time_codes else None
 
-    def forward(self, h_t, seqs: dict, masks: dict):
-        """h_t: (B, Lt, d); seqs[m]: (B, Lm+1, d); masks[m]: (B, Lm+1) or None. -> Z, maps."""
+    def forward(self, h_t, seqs: dict, masks: dict, times: dict | None = None):
+        """h_t: (B, Lt, d); seqs[m]: (B, Lm+1, d); masks[m]: (B, Lm+1) or None. -> Z, maps.
+
+        times[m]: (B, L) relative time in [0, 1] of each position (CLS: -1), used when
+        ``align_time_codes`` is on."""
         q = split_heads(self.q(h_t), self.h)                                        # (B, h, Lt, hd)
+        if self.time_gain is not None:
+            q = q + self.time_gain * time_codes(times["text"], self.hd).unsqueeze(1)
         total, maps = 0.0, {}
         for m in ("audio", "vision"):
-            o, maps[m] = attend(q, split_heads(self.k[m](seqs[m]), self.h),
-                                split_heads(self.v[m](seqs[m]), self.h), self.scale, masks[m])
+            k = split_heads(self.k[m](seqs[m]), self.h)
+            if self.time_gain is not None:
+                k = k + self.time_gain * time_codes(times[m], self.hd).unsqueeze(1)
+            o, maps[m] = attend(q, k, split_heads(self.v[m](seqs[m]), self.h), self.scale, masks[m])
             total = total + merge_heads(o)                                           # (B, Lt, inner)
         return h_t + self.out(total), maps
 
@@ -468,6 +506,40 @@ class HierarchicalBottleneckFusion(nn.Module):
 # 5. The model
 # ---------------------------------------------------------------------------------------------
 
+@torch.no_grad()
+def alignment_entropy(model: "DashFusion", batch: Batch) -> dict:
+    """How spread out the temporal-alignment attention is: for each modality, the entropy of
+    each real word's attention over the real frames (and CLS), divided by log(#keys),
+    averaged over words and clips. 1 = uniform (no idea when to look), 0 = one frame."""
+    was = model.training
+    model.eval()
+    maps = model(batch).aux["ta_attention"]
+    model.train(was)
+    out = {}
+    for m, w in maps.items():
+        w = w.mean(1)                                                                # (B, Lt, Lm+1)
+        keys = torch.cat([torch.ones_like(batch.mask(m)[:, :1]), batch.mask(m)], 1).float()
+        rel = -(w.clamp_min(1e-12).log() * w).sum(-1) / keys.sum(1, keepdim=True).log()   # (B, Lt)
+        tm = batch.text_mask.float()
+        out[m] = float((rel * tm).sum() / tm.sum())
+    return out
+
+
+def _cat_encoder_inputs(a: Batch, b: Batch) -> Batch:
+    """The inputs ``encode`` reads, of batch ``a`` then batch ``b`` (other fields keep ``a``'s)."""
+    keys = ["text", "text_mask", "audio", "audio_mask", "audio_avail", "vision", "vision_mask", "vision_avail"]
+    if a.text_ids is not None and b.text_ids is not None:
+        keys.append("text_ids")
+    return a.replace(**{k: torch.cat([getattr(a, k), getattr(b, k)]) for k in keys})
+
+
+def _rows(x, rows: slice):
+    """The same rows of every tensor in a (nested) dict of encoder outputs."""
+    if isinstance(x, dict):
+        return {k: _rows(v, rows) for k, v in x.items()}
+    return None if x is None else x[rows]
+
+
 @register("dashfusion", DashFusionConfig)
 class DashFusion(MSAModel):
     """Encoders -> temporal alignment -> hierarchical bottleneck fusion -> MLP.
@@ -488,6 +560,9 @@ class DashFusion(MSAModel):
         else:  # a pretrained LM; its own projection is replaced by DashFusion's projector
             self.text = TextEncoder(spec.dims[0], d, cfg.text_encoder, cfg.finetune_text)
             self.text.proj = TextProjector(self.text.proj.in_features, d)
+        self.text_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.text_layers))
+        if cfg.text_layers:
+            self.register_buffer("text_pos", sinusoidal_positions(spec.lengths[0], d), persistent=False)
         self.audio = FrameEncoder(spec.dims[1], spec.lengths[1], cfg)
         self.vision = FrameEncoder(spec.dims[2], spec.lengths[2], cfg)
         self.align = TemporalAlignment(cfg) if cfg.use_temporal_alignment else None
@@ -506,6 +581,10 @@ class DashFusion(MSAModel):
             h_t = self.text(batch.text)
         else:
             h_t = self.text(batch.text, t_mask, batch.text_ids)
+        if len(self.text_layers):
+            h_t = h_t + self.text_pos[: h_t.shape[1]]
+            for layer in self.text_layers:
+                h_t = layer(h_t, t_mask)
         h_t = h_t * t_mask.unsqueeze(-1)                                            # (B, Lt, d), pads zeroed
         h_a, a_mask = self.audio(batch.audio, batch.audio_avail)                     # (B, La+1, d)
         h_v, v_mask = self.vision(batch.vision, batch.vision_avail)                  # (B, Lv+1, d)
@@ -513,7 +592,9 @@ class DashFusion(MSAModel):
         masks = {"text": t_mask, "audio": a_mask, "vision": v_mask}
         att_masks = {m: None for m in masks} if cfg.official_masks else masks
         if self.align is not None:
-            z, ta_maps = self.align(h_t, seqs, att_masks)                            # (B, Lt, d)
+            times = {"text": relative_times(t_mask), "audio": relative_times(batch.audio_mask, cls=True),
+                     "vision": relative_times(batch.vision_mask, cls=True)}
+            z, ta_maps = self.align(h_t, seqs, att_masks, times)                         # (B, Lt, d)
         else:  # ablation: the text stream passes unchanged
             z, ta_maps = h_t, {}
         pooled = {m[0]: masked_mean(seqs[m], masks[m]) for m in seqs}               # (B, d) each, CLS included
@@ -521,7 +602,16 @@ class DashFusion(MSAModel):
                 "ta_maps": ta_maps, **pooled}
 
     def forward(self, batch: Batch) -> ModelOutput:
-        enc = self.encode(batch)
+        comp = None
+        if self.training and self.cfg.use_contrastive and self._lists is not None:
+            comp = sample_companions(self._lists, batch.index.cpu().numpy(), self.cfg.n_companions_each,
+                                     self._rng)                                      # (B, 3c) train ids
+            cb = make_batch(self._train_split, comp.reshape(-1)).to(batch.label.device)
+            both = self.encode(_cat_encoder_inputs(batch, cb))  # one pass over anchors + companions
+            B = len(batch)
+            enc, c_enc = _rows(both, slice(0, B)), _rows(both, slice(B, None))
+        else:
+            enc = self.encode(batch)
         q, seqs, hbf_maps = self.fusion(enc["z"], enc["seqs"], enc["att_masks"], enc["att_masks"]["text"])
         if self.cfg.readout == "first":
             h = torch.cat([q[:, 0], seqs["text"][:, 0], seqs["audio"][:, 0], seqs["vision"][:, 0]], dim=-1)  # (B, 4d)
@@ -535,25 +625,21 @@ class DashFusion(MSAModel):
                "bottleneck_attention": [{m: w.detach() for m, w in lv.items()} for lv in hbf_maps],  # (B, h, k_l, Lm)
                "bottleneck_sizes": list(self.fusion.sizes),
                "t": enc["t"], "a": enc["a"], "v": enc["v"], "f": enc["f"], "fused": h}
-        if self.training and self.cfg.use_contrastive and self._lists is not None:
-            aux["contrastive"], aux["companions"] = self.companion_loss(batch, enc)
+        if comp is not None:
+            aux["contrastive"], aux["companions"] = self.companion_loss(enc, c_enc, comp.shape[1]), torch.from_numpy(comp)
         return ModelOutput(pred, aux)
 
     # -- semantic alignment ----------------------------------------------------------------
-    def companion_loss(self, batch: Batch, enc: dict):
-        """Gather the companions of the batch's anchors, encode them, return the NT-Xent term."""
-        cfg = self.cfg
-        anchors = batch.index.cpu().numpy()
-        comp = sample_companions(self._lists, anchors, cfg.n_companions_each, self._rng)   # (B, 3c)
-        cb = make_batch(self._train_split, comp.reshape(-1)).to(batch.label.device)
-        ce = self.encode(cb)
-        B, C = comp.shape
+    def companion_loss(self, enc: dict, c_enc: dict, n_comp: int):
+        """NT-Xent over the T, V, A, F groups: each anchor (enc) with its ``n_comp`` companions
+        (c_enc, rows grouped by anchor). Returns the scalar loss."""
         groups = []
         for key in ("t", "v", "a", "f"):                                            # T, V, A, F groups
-            groups.append(torch.cat([enc[key].unsqueeze(1), ce[key].view(B, C, -1)], dim=1))  # (B, 1+C, d)
+            B, d = enc[key].shape
+            groups.append(torch.cat([enc[key].unsqueeze(1), c_enc[key].view(B, n_comp, d)], dim=1))  # (B, 1+C, d)
         emb = torch.cat(groups, dim=1)                                               # (B, 4 (1+C), d)
         pos, neg = self.pairs
-        return contrastive_loss(emb, pos, neg, cfg.tau, cfg.con_reduction), torch.from_numpy(comp)
+        return contrastive_loss(emb, pos, neg, self.cfg.tau, self.cfg.con_reduction)
 
     @torch.no_grad()
     def embed_split(self, split, device, batch_size: int = 256) -> torch.Tensor:
