@@ -22,11 +22,11 @@ The model, bottom-up:
 
 Loss: MSE + weight * contrastive (training only).
 
-Not in the paper, off in the paper presets, on in the ``synth`` preset (chapter 3):
-``text_layers`` (trainable encoder layers over frozen text features, standing in for
-fine-tuning BERT) and ``align_time_codes`` (relative-time codes ``time_codes`` added to
-the alignment's queries and keys, so a word can find the frames at its own relative
-time; without them the alignment must learn the mapping from data).
+Not in the paper, off in the paper presets: ``align_time_codes`` (relative-time codes,
+``time_codes``, added to the alignment's queries and keys, so a word can find the frames
+at its own relative time; without them the alignment must learn the mapping from data;
+on in the ``synth`` preset of chapter 3) and ``text_layers`` (trainable encoder layers
+over frozen text features, a stand-in for fine-tuning BERT; off everywhere by default).
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class DashFusionConfig:
             # masked-mean readout (SynthMSA's frozen MiniLM features have no trained [CLS] summary)
             "synth": cls(d_model=32, heads=2, ff_dim=64, encoder_layers=1, encoder_dropout=0.0,
                          align_heads=2, align_head_dim=16, n_companions_each=1, readout="mean",
-                         text_layers=1, align_time_codes=4.0,
+                         align_time_codes=4.0,
                          lr=2e-3, batch_size=64, epochs=8, warmup_epochs=0.8, weight_decay=1e-4),
         }
         if name not in presets:
