@@ -55,27 +55,28 @@ CHECKS = {
     # Chapter 3 -- DashFusion (owned by the DashFusion work; edit only this block)
     "03_dashfusion": {
         "demo": [
-            ("DashFusion is ahead of early fusion (by about two points)",
-             lambda c: 0.01 <= c["dashfusion_gain_over_early"] <= 0.04),
-            ("... a lead of about one standard error",
+            ("DashFusion is ahead of early fusion (by about 2.6 points)",
+             lambda c: 0.015 <= c["dashfusion_gain_over_early"] <= 0.04),
+            ("... a lead of a little more than one standard error",
              lambda c: 0.015 <= c["acc2_standard_error"] <= 0.025
              and 0.5 <= c["dashfusion_gain_over_early"] / c["acc2_standard_error"] <= 1.5),
-            ("MAE level with early fusion", lambda c: abs(c["dashfusion_mae"] - c["early_fusion_mae"]) <= 0.01),
-            ("without temporal alignment: about two points lost, below early fusion",
-             lambda c: 0.015 <= c["dashfusion_acc2"] - c["no_ta_acc2"] <= 0.035
+            ("better MAE than early fusion", lambda c: c["dashfusion_mae"] < c["early_fusion_mae"] - 0.01),
+            ("without temporal alignment: about four points lost, below early fusion",
+             lambda c: 0.025 <= c["dashfusion_acc2"] - c["no_ta_acc2"] <= 0.05
              and c["no_ta_acc2"] < c["early_fusion_acc2"] and c["no_ta_mae"] > c["dashfusion_mae"] + 0.03),
             ("flat bottleneck within a few clips of the full model",
              lambda c: abs(c["flat_acc2"] - c["dashfusion_acc2"]) <= 0.01),
-            ("without contrastive terms not worse (within three clips)",
-             lambda c: 0.0 <= c["no_con_acc2"] - c["dashfusion_acc2"] <= 0.01),
+            ("without contrastive terms the same (within three clips)",
+             lambda c: abs(c["no_con_acc2"] - c["dashfusion_acc2"]) <= 0.008),
             ("temporal attention is focused (about 0.6)",
              lambda c: 0.45 <= c["ta_relative_entropy_audio"] <= 0.75 and 0.45 <= c["ta_relative_entropy_vision"] <= 0.75),
             ("contrastive learning pulls a clip's modalities together",
              lambda c: c["same_clip_cos_with_con"] >= c["same_clip_cos_without_con"] + 0.2),
-            ("companions cost activations (about 9x early fusion)", lambda c: 6.0 <= c["cost_activation_ratio"] <= 12.0),
+            ("companions cost activations (about 7x early fusion)", lambda c: 5.0 <= c["cost_activation_ratio"] <= 9.0),
             ("intended retrieval keeps every label relation", lambda c: c["ss_agreement_intended"] == 1.0),
             ("rank positions break the positives", lambda c: c["ss_agreement_faithful"] < 0.3),
             ("rank positions reuse few clips", lambda c: c["ss_distinct_faithful"] < 500),
+            ("with build_unused the parameter counts are the official ones", lambda c: c["param_gap_build_unused"] == 0.0),
             # the committed seed study (chapters/studies/03_dashfusion_seeds.csv)
             ("study: seed 0 is the live run", lambda c: c["study_seed0_matches_live"] <= 0.003),
             ("study: DashFusion ahead of early fusion in every seed",
@@ -88,6 +89,8 @@ CHECKS = {
              and c["study_sarcastic_ours"] > c["study_sarcastic_early"]),
             ("study: without alignment about three points lower",
              lambda c: 0.02 <= c["study_dash_mean"] - c["study_no_ta_mean"] <= 0.045),
+            ("study: the paper's alignment ends where no alignment ends",
+             lambda c: abs(c["study_paper_align_mean"] - c["study_no_ta_mean"]) <= 0.01),
             ("study: flat, no-contrastive and text layer within one point of the full model",
              lambda c: all(abs(c[k] - c["study_dash_mean"]) <= 0.01
                            for k in ("study_flat_mean", "study_no_con_mean", "study_text_layer_mean"))),
@@ -101,6 +104,7 @@ CHECKS = {
             ("intended retrieval keeps the label relation", lambda c: c["ss_agreement_intended"] >= 0.95),
             ("rank positions break it", lambda c: c["ss_agreement_faithful"] < c["ss_agreement_intended"]),
             ("companions cost activation memory", lambda c: c["cost_activation_ratio"] > 1.0),
+            ("with build_unused the parameter counts are the official ones", lambda c: c["param_gap_build_unused"] == 0.0),
         ],
     },
     # Chapter 4 -- LNLN (owned by the LNLN work; edit only this block)

@@ -84,13 +84,19 @@ def test_parameter_count_matches_official(fixtures, kind):
     model = build("dashfusion", fixtures[kind].spec, preset=PRESET_OF[kind])
     n = model.n_params()
     assert n + dead == official, (kind, n, official - dead)
-    assert abs(n + dead - official) / official < 0.05
     # per-component checks against the spec's table (used parts only)
     count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
     assert count(model.text) == 114_944
     assert count(model.head) == 164_353
     assert count(model.fusion) == 644_992 * model.cfg.hbf_depth
     assert count(model.align) == 230_272 - 33_536
+    # with the never-called modules built too, the count is the official one exactly,
+    # and the predictions do not change (the extra modules are never called)
+    full = build("dashfusion", fixtures[kind].spec, preset=PRESET_OF[kind], build_unused=True)
+    assert full.n_params() == official
+    full.load_state_dict(model.state_dict(), strict=False)
+    b = make_batch(fixtures[kind].train, np.arange(3))
+    assert torch.allclose(full.eval()(b).pred, model.eval()(b).pred)
 
 
 def test_presets_follow_official_config():
@@ -448,3 +454,18 @@ def test_one_encoder_pass_equals_two(tiny):
     separate = model.companion_loss(enc, c_enc, comp.shape[1])
     assert torch.allclose(out.aux["contrastive"], separate, atol=1e-5)
     assert torch.allclose(out.pred, model.eval()(b).pred, atol=1e-5)    # anchors' prediction unchanged
+
+
+def test_training_batches_are_cut_to_their_longest_sequence(tiny):
+    torch.manual_seed(0)
+    model = build("dashfusion", tiny.spec, preset="synth", embed_dropout=0.0, use_contrastive=False)
+    b = make_batch(tiny.train, np.arange(6))
+    b = b.replace(audio_mask=b.audio_mask & (torch.arange(b.audio.shape[1]) < 7),
+                  audio_avail=b.audio_avail & (torch.arange(b.audio.shape[1]) < 7))   # at most 7 real frames
+    train_out = model.train()(b)
+    eval_out = model.eval()(b)
+    assert train_out.aux["ta_attention"]["audio"].shape[-1] == 7 + 1                 # cut (CLS + 7)
+    assert eval_out.aux["ta_attention"]["audio"].shape[-1] == b.audio.shape[1] + 1   # not cut
+    assert torch.allclose(train_out.pred, eval_out.pred, atol=1e-5)                   # same result
+    official = build("dashfusion", tiny.spec, preset="synth", official_masks=True, use_contrastive=False)
+    assert official.train()(b).aux["ta_attention"]["audio"].shape[-1] == b.audio.shape[1] + 1  # pads attended

@@ -73,6 +73,8 @@ class DashFusionConfig:
     label_mode: str = "round"      # "round": same label = same rounded label (MOSI/MOSEI); "exact" (SIMS)
     faithful_rank_bug: bool = False  # True: store rank positions instead of sample ids, as the official code
     official_masks: bool = False   # True: no padding masks after the encoders, as the official code
+    build_unused: bool = False     # True: also build the modules the official code builds but never calls
+    #                                (they change only the parameter count, which then equals the official one)
     readout: str = "first"         # "first": concat of bottleneck token 0 and each sequence's first token
     #                                (official; BERT's fine-tuned [CLS] summarises the text); "mean": masked
     #                                means instead (for frozen token features whose [CLS] is no summary)
@@ -196,7 +198,7 @@ class FrameEncoder(nn.Module):
     Post-norm transformer with a key padding mask; the CLS vector starts at ones and
     the positional table (L+1 rows) at zeros, as in the official code. Pads are
     zeroed after the final LayerNorm. (The official module also owns an unused input
-    Linear and an unused d x d Linear; they are left out here.)
+    Linear and an unused d x d Linear; built only with ``build_unused``.)
     """
 
     def __init__(self, in_dim: int, length: int, cfg: DashFusionConfig):
@@ -208,6 +210,8 @@ class FrameEncoder(nn.Module):
         self.drop = nn.Dropout(cfg.embed_dropout)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.norm = nn.LayerNorm(d)
+        if cfg.build_unused:  # official: an input Linear and a d x d Linear that forward never uses
+            self.unused = nn.ModuleList([nn.Linear(in_dim, d), nn.Linear(d, d)])
 
     def forward(self, x, mask):
         """x: (B, L, Din); mask: (B, L) True = real frame. Returns (B, L+1, d), mask (B, L+1)."""
@@ -249,7 +253,7 @@ class TemporalAlignment(nn.Module):
 
     Bias-free query/key/value projections to ``align_heads x align_head_dim``, scale
     1/sqrt(head_dim). (The official block also builds an FFN and two LayerNorms that it
-    never calls; they are left out here.)
+    never calls; built only with ``build_unused``.)
     """
 
     def __init__(self, cfg: DashFusionConfig):
@@ -260,6 +264,8 @@ class TemporalAlignment(nn.Module):
         self.k = nn.ModuleDict({m: nn.Linear(d, inner, bias=False) for m in ("audio", "vision")})
         self.v = nn.ModuleDict({m: nn.Linear(d, inner, bias=False) for m in ("audio", "vision")})
         self.out = nn.Linear(inner, d)
+        if cfg.build_unused:  # official: an FFN and two LayerNorms that forward never uses
+            self.unused = nn.ModuleList([FeedForward(d, d), nn.LayerNorm(d), nn.LayerNorm(d)])
         self.scale = 1.0 / math.sqrt(hd)
         self.hd = hd
         self.time_gain = nn.Parameter(torch.full((self.h, 1, 1), cfg.align_time_codes)) if cfg.align_time_codes else None
@@ -533,6 +539,20 @@ def _cat_encoder_inputs(a: Batch, b: Batch) -> Batch:
     return a.replace(**{k: torch.cat([getattr(a, k), getattr(b, k)]) for k in keys})
 
 
+def _trim_padding(batch: Batch, min_text: int) -> Batch:
+    """Cut each modality to the longest real sequence of the batch (padding beyond it is
+    masked in every attention and pooling, so nothing changes but the amount of work).
+    The text keeps at least ``min_text`` positions: the first ones seed the bottleneck."""
+    changes = {}
+    for m in ("text", "audio", "vision"):
+        n = int(batch.mask(m).sum(1).max())
+        n = max(n, min_text) if m == "text" else n
+        changes.update({k: getattr(batch, k)[:, :n] for k in (m, f"{m}_mask", f"{m}_avail")})
+    if batch.text_ids is not None:
+        changes["text_ids"] = batch.text_ids[:, :changes["text"].shape[1]]
+    return batch.replace(**changes)
+
+
 def _rows(x, rows: slice):
     """The same rows of every tensor in a (nested) dict of encoder outputs."""
     if isinstance(x, dict):
@@ -550,6 +570,8 @@ class DashFusion(MSAModel):
     (a removed frame is a zero frame, and the official code treats zero frames as
     padding). ``official_masks=False`` (default) also applies these masks in the
     alignment and the fusion; ``True`` attends over pads there, as the official code.
+    In training (not with ``official_masks``) each batch is cut to its longest real
+    sequences first: the pads cost time and change nothing.
     """
 
     def __init__(self, spec, cfg: DashFusionConfig):
@@ -576,6 +598,8 @@ class DashFusion(MSAModel):
     def encode(self, batch: Batch) -> dict:
         """Sequences, masks, pooled embeddings t/a/v, aligned Z and its first token f."""
         cfg = self.cfg
+        if self.training and not cfg.official_masks:
+            batch = _trim_padding(batch, cfg.n_bottleneck)  # same result, less work (pads are masked)
         t_mask = batch.text_mask
         if cfg.text_encoder == "features":
             h_t = self.text(batch.text)
