@@ -52,8 +52,10 @@ class DashFusionConfig:
     encoder_dropout: float = 0.5   # dropout inside the audio/vision transformers (official: the
     #                                constructor default 0.5 shadows the configured 0.1)
     embed_dropout: float = 0.1     # dropout after adding the positional table
-    align_time_codes: float = 0.0  # >0: add relative-time codes (this initial gain) to the alignment's q/k (not official)
-    text_layers: int = 0           # trainable encoder layers over frozen text features (official: 0, BERT is fine-tuned)
+    align_time_codes: float = 0.0  # > 0: relative-time codes with this initial gain on the alignment's
+    #                                queries and keys (not in the paper; 0 = official)
+    text_layers: int = 0           # trainable encoder layers over frozen text features (not in the paper,
+    #                                whose BERT is fine-tuned; 0 = official)
     align_heads: int = 8           # temporal-alignment heads (official: 8)
     align_head_dim: int = 32       # temporal-alignment head width (official: 32, inner 256)
     hbf_depth: int = 2             # bottleneck levels (official: 2 MOSI/SIMS -> 8,4; 3 MOSEI -> 8,4,2)
@@ -240,8 +242,9 @@ def relative_times(mask: torch.Tensor, cls: bool = False) -> torch.Tensor:
 
 
 def time_codes(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """(B, L) relative times -> (B, L, dim) codes [sin pi f t, cos pi f t], f = 1..dim/2 (no wrap-around on [0, 1]),
-    scaled so code(t) . code(t) = 1; code(t) . code(t') peaks at t = t'. Time -1 -> zeros."""
+    """(B, L) relative times -> (B, L, dim) codes [sin pi f t, cos pi f t], f = 1..dim/2
+    (no wrap-around on [0, 1]), scaled so code(t) . code(t) = 1; code(t) . code(t') peaks
+    at t = t'. Time -1 (a CLS token) -> zeros."""
     f = torch.arange(1, dim // 2 + 1, device=t.device).float()
     ang = math.pi * t.unsqueeze(-1) * f                                          # (B, L, dim/2)
     code = torch.cat([ang.sin(), ang.cos()], dim=-1) / math.sqrt(dim // 2)
@@ -268,7 +271,9 @@ class TemporalAlignment(nn.Module):
             self.unused = nn.ModuleList([FeedForward(d, d), nn.LayerNorm(d), nn.LayerNorm(d)])
         self.scale = 1.0 / math.sqrt(hd)
         self.hd = hd
-        self.time_gain = nn.Parameter(torch.full((self.h, 1, 1), cfg.align_time_codes)) if cfg.align_time_codes else None
+        self.time_gain = None                                                       # (h, 1, 1) gains when on
+        if cfg.align_time_codes:
+            self.time_gain = nn.Parameter(torch.full((self.h, 1, 1), cfg.align_time_codes))
 
     def forward(self, h_t, seqs: dict, masks: dict, times: dict | None = None):
         """h_t: (B, Lt, d); seqs[m]: (B, Lm+1, d); masks[m]: (B, Lm+1) or None. -> Z, maps.
@@ -650,7 +655,8 @@ class DashFusion(MSAModel):
                "bottleneck_sizes": list(self.fusion.sizes),
                "t": enc["t"], "a": enc["a"], "v": enc["v"], "f": enc["f"], "fused": h}
         if comp is not None:
-            aux["contrastive"], aux["companions"] = self.companion_loss(enc, c_enc, comp.shape[1]), torch.from_numpy(comp)
+            aux["contrastive"] = self.companion_loss(enc, c_enc, comp.shape[1])
+            aux["companions"] = torch.from_numpy(comp)
         return ModelOutput(pred, aux)
 
     # -- semantic alignment ----------------------------------------------------------------
