@@ -39,6 +39,24 @@ def random_split(n: int, dims=(16, 6, 8), lengths=(10, 20, 14), seed: int = 0, s
 
 
 @pytest.fixture(scope="session")
+def fit_batch():
+    """fit_batch(model, batch, steps, lr=3e-3): Adam on one batch in train mode for ``steps``
+    steps; returns the loss terms of every step as floats (for overfitting tests)."""
+    def run(model, batch, steps: int, lr: float = 3e-3) -> list[dict]:
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        model.train()
+        history = []
+        for _ in range(steps):
+            terms = model.loss(batch, model(batch))
+            opt.zero_grad()
+            terms["total"].backward()
+            opt.step()
+            history.append({k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in terms.items()})
+        return history
+    return run
+
+
+@pytest.fixture(scope="session")
 def tiny():
     """A small random dataset object shaped like MMSAData (spec + three splits)."""
     spec = DatasetSpec("tiny", dims=(16, 6, 8), lengths=(10, 20, 14), n_domains=2,

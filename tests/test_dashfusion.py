@@ -318,20 +318,14 @@ def test_all_patterns_and_random_missing_are_finite(tiny, official_masks):
 
 # ---- learning -----------------------------------------------------------------------------
 
-def test_overfits_a_tiny_batch(tiny):
+def test_overfits_a_tiny_batch(tiny, fit_batch):
     torch.manual_seed(0)
     model = build("dashfusion", tiny.spec, preset="synth", encoder_dropout=0.0, embed_dropout=0.0)
     model.on_epoch_start(0, tiny.train, "cpu")
     b = make_batch(tiny.train, np.arange(16))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.eval()
     first = torch.nn.functional.mse_loss(model(b).pred, b.label).item()
-    model.train()
-    for _ in range(120):
-        terms = model.loss(b, model(b))
-        opt.zero_grad()
-        terms["total"].backward()
-        opt.step()
+    fit_batch(model, b, 120)
     model.eval()
     final = torch.nn.functional.mse_loss(model(b).pred, b.label).item()
     assert final < 0.05 * first, (first, final)

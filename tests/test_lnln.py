@@ -261,18 +261,11 @@ def test_eval_mode_needs_no_clean_batch(tiny):
     assert "disc_logits" not in out.aux and "rec" not in out.aux
 
 
-def test_overfits_a_tiny_batch(tiny):
+def test_overfits_a_tiny_batch(tiny, fit_batch):
     torch.manual_seed(0)
     model = build("lnln", tiny.spec, **SMALL, train_missing=False).train()
     b = model.train_batch(make_batch(tiny.train, np.arange(16)), 0, 0)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(150):
-        sp = model.loss(b, model(b))
-        first = first if first is not None else sp["sp"].item()
-        opt.zero_grad()
-        sp["total"].backward()
-        opt.step()
+    first = fit_batch(model, b, 150)[0]["sp"]
     model.eval()
     final = torch.nn.functional.mse_loss(model(b).pred, b.label).item()
     assert final < 0.1 * first, (first, final)

@@ -36,18 +36,11 @@ def test_forward_shapes_and_all_patterns(tiny, name):
 
 
 @pytest.mark.parametrize("name", ALL_BASELINES)
-def test_overfits_a_tiny_batch(tiny, name):
+def test_overfits_a_tiny_batch(tiny, name, fit_batch):
     torch.manual_seed(0)
     model = build(name, tiny.spec, d_model=32, dropout=0.0)
     b = make_batch(tiny.train, np.arange(16))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(150):
-        loss = model.loss(b, model(b))["total"]
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    first = fit_batch(model, b, 150)[0]["total"]
     model.eval()
     final = torch.nn.functional.l1_loss(model(b).pred, b.label).item()
     assert final < 0.25 * first, (name, first, final)
