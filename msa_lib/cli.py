@@ -1,4 +1,4 @@
-"""Command line: ``python -m msa_lib {data,train,eval,bench} ...`` (``--help`` on each).
+"""Command line: ``python -m msa_lib {data,train,eval,bench,numerics,kernel} ...`` (``--help`` on each).
 
 Errors a user can fix (a wrong model name, a missing file, a malformed pickle) are
 reported as one line on stderr with exit code 2, not as a traceback.
@@ -138,6 +138,25 @@ def cmd_bench(args) -> None:
     print(df.to_string(index=False))
 
 
+def cmd_numerics(args) -> None:
+    from . import numerics
+    if args.supported:
+        reason = numerics.unsupported_reason()
+        print(f"not supported: {reason}" if reason else "supported")
+        raise SystemExit(1 if reason else 0)
+    numerics.apply(args.threads)
+    print(json.dumps(numerics.active()))
+    try:
+        print(numerics.ensure(args.threads))
+    except RuntimeError as err:
+        raise UsageError(str(err)) from None
+
+
+def cmd_kernel(args) -> None:
+    from . import numerics
+    print(f"installed the Jupyter kernel {numerics.KERNEL_NAME!r}: {numerics.install_kernel(args.prefix)}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m msa_lib", description="msa_lib command line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -185,6 +204,16 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--d-model", type=int, default=None, help="override every model's width")
     b.add_argument("--out", help="CSV path")
     b.set_defaults(func=cmd_bench)
+
+    n = sub.add_parser("numerics", help="show the CPU numerics this process runs with; exit 2 if pins are off")
+    n.add_argument("--threads", type=int, default=2, help="thread count the pins expect (default 2)")
+    n.add_argument("--supported", action="store_true",
+                   help="only say whether this machine can run the pinned settings (exit 0) or not (exit 1)")
+    n.set_defaults(func=cmd_numerics)
+
+    k = sub.add_parser("kernel", help="install the chapters' Jupyter kernel 'msa-book' (pinned numerics)")
+    k.add_argument("--prefix", default=sys.prefix, help="environment to install into (default: this one)")
+    k.set_defaults(func=cmd_kernel)
     return p
 
 

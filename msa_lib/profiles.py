@@ -73,15 +73,17 @@ def device(prefer: str | None = None):
 
 
 def seed_everything(seed: int, deterministic: bool = False, threads: int | None = None) -> None:
-    """Seed Python, NumPy and torch; optionally ask torch for deterministic kernels."""
+    """Seed Python, NumPy and torch; set the thread count and the pinned numerics' run-time part
+    (deterministic algorithms, see ``msa_lib.numerics``); ``deterministic`` also covers CUDA."""
     import numpy as np
     import torch
+
+    from . import numerics
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
+    numerics.apply(threads)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)

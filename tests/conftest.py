@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
+import msa_lib  # noqa: F401  (first: pins the CPU numerics before torch computes anything)
 import numpy as np
 import pytest
 import torch

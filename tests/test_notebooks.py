@@ -8,6 +8,7 @@ import nbformat
 import pytest
 from claims_ranges import check
 
+from msa_lib import numerics
 from msa_lib.data.fixtures import write_mmsa_fixture
 from msa_lib.profiles import load_claims
 
@@ -41,10 +42,13 @@ def test_chapter_runs_on_smoke(path, data, tmp_path, monkeypatch, mosi_fixture):
     dataset = "synth" if data == "synth" else str(mosi_fixture)
     start = time.time()
     out = pm.execute_notebook(str(path), str(tmp_path / path.name), parameters={"DATASET": dataset},
-                              cwd=str(path.parent), progress_bar=False, kernel_name="python3")
+                              cwd=str(path.parent), progress_bar=False)   # the kernel its metadata names
+    assert out.metadata.kernelspec.name == numerics.KERNEL_NAME
     seconds = time.time() - start
     errors = [o for c in out.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    first_output = next("".join(o.get("text", "") for o in c.outputs) for c in out.cells if c.get("outputs"))
+    assert ("numerics: pinned" if numerics.mode() == "pinned" else "numerics: machine defaults") in first_output
     claims = load_claims(path.stem, "smoke", tmp_path / "claims")
     if data == "synth":   # a fixture has random features: it only has to run
         assert check(path.stem, "smoke", claims) == []

@@ -349,7 +349,9 @@ def cache_dir() -> Path:
 
 
 def synth_path(size: str = "demo", seed: int = 0) -> Path:
-    key = hashlib.sha1(f"{GENERATOR_VERSION}-{size}-{seed}".encode()).hexdigest()[:8]
+    """Cache file of (size, seed); the text features depend on the numerics mode, so it is in the key."""
+    from .. import numerics
+    key = hashlib.sha1(f"{GENERATOR_VERSION}-{size}-{seed}-{numerics.mode()}".encode()).hexdigest()[:8]
     return cache_dir() / f"synthmsa_{size}_s{seed}_{key}.pkl"
 
 
