@@ -85,8 +85,13 @@ def _special_tokens(mask: torch.Tensor) -> torch.Tensor:
     return special
 
 
-def _drop_text(batch: Batch, drop: torch.Tensor, text_fill: str, unk_vector, unk_id: int = 100) -> dict:
-    """Replace dropped text positions; returns the changed Batch fields."""
+def _drop_text(batch: Batch, drop: torch.Tensor, text_fill: str, unk_vector) -> dict:
+    """Replace dropped text positions; returns the changed Batch fields.
+
+    Features get ``text_fill``; token ids (read by a text encoder such as BERT) get the
+    dataset tokenizer's [UNK] id *before* the encoder, so a removed word cannot leak
+    through the contextual features of its neighbours.
+    """
     changes = {}
     text = batch.text.clone()
     if text_fill == "unk":
@@ -101,8 +106,11 @@ def _drop_text(batch: Batch, drop: torch.Tensor, text_fill: str, unk_vector, unk
         raise ValueError(f"text_fill must be 'unk' or 'zero', got {text_fill!r}")
     changes["text"] = text
     if batch.text_ids is not None:
+        if batch.unk_token_id is None:
+            raise ValueError("this batch has token ids but no unk_token_id: build it with make_batch from a "
+                             "Split whose unk_token_id the loader set (the dataset spec's unk_token_id)")
         ids = batch.text_ids.clone()
-        ids[drop] = unk_id
+        ids[drop] = batch.unk_token_id
         changes["text_ids"] = ids
     return changes
 
@@ -173,12 +181,19 @@ def modality_dropout(batch: Batch, p: float, seed: int = 0, epoch: int = 0, text
     return _corrupt(batch, keep, (~present).float(), text_fill, unk_vector, keep_special=True)
 
 
-def sample_train_rates(index, seed: int, epoch: int, p_complete: float = 0.5) -> torch.Tensor:
-    """LNLN's training rates: per (sample, modality) r ~ U(0, 1), but r = 0 with prob. p_complete.
+def sample_train_rates(index, seed: int, epoch: int, p_complete: float = 0.5, exact: bool = False) -> torch.Tensor:
+    """LNLN's training rates: per (sample, modality) r ~ U(0, 1), but r = 0 for the complete ones.
 
-    index: (B,) sample indices. Returns (B, 3). Fresh draws every epoch.
+    index: (B,) sample indices. Returns (B, 3). Fresh draws every epoch. Which samples
+    are complete: each with probability ``p_complete`` (``exact=False``), or exactly
+    ``int(p_complete * B)`` of them per modality (``exact=True``: the official code picks
+    a random half with ``random.sample``).
     """
     idx = np.asarray(index)
     r = torch.cat([hashed_uniform(seed, _stream(4, mi, epoch), idx) for mi in range(3)], dim=1)
-    complete = torch.cat([hashed_uniform(seed, _stream(5, mi, epoch), idx) for mi in range(3)], dim=1)
-    return torch.where(complete < p_complete, torch.zeros_like(r), r)
+    u = torch.cat([hashed_uniform(seed, _stream(5, mi, epoch), idx) for mi in range(3)], dim=1)
+    if exact:
+        complete = u.argsort(dim=0).argsort(dim=0) < int(p_complete * len(idx))   # the k lowest draws
+    else:
+        complete = u < p_complete
+    return torch.where(complete, torch.zeros_like(r), r)

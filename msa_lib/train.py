@@ -35,13 +35,16 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     schedule: str = "cosine"       # "cosine", "linear" (warm-up then linear decay) or "constant"
-    warmup: float = 0.1            # fraction of all steps spent warming up
+    warmup: float = 0.1            # fraction of all steps (or epochs) spent warming up
+    schedule_unit: str = "step"    # "step": the lr changes every step; "epoch": once per epoch, the
+    #                                warm-up starting from lr 0 in the first epoch (LNLN's code)
     grad_clip: float | None = 1.0  # max gradient norm (None: no clipping)
     seed: int = 0
     deterministic: bool = False    # ask torch for deterministic kernels
     select_on: str = "loss"        # "loss" (validation loss, MMSA's default) or a metric key
+    select_from: int = 0           # epochs before this one (0-based) are never selected (DashFusion: 1)
     patience: int | None = None    # stop after this many epochs without improvement
-    amp: bool = True               # bfloat16 autocast on CUDA (ignored on CPU)
+    amp: bool = False              # bfloat16 autocast on CUDA (opt-in; the official runs are fp32; CPU: ignored)
     progress: bool = False         # tqdm progress bar over epochs
     threads: int | None = None     # torch CPU threads
     eval_batch_size: int = 256
@@ -69,6 +72,17 @@ def lr_factor(step: int, total: int, warmup_steps: int, schedule: str) -> float:
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     raise ValueError(f"unknown schedule {schedule!r}; use 'cosine', 'linear' or 'constant'")
+
+
+def epoch_lr_factor(epoch: int, epochs: int, warmup_epochs: int, schedule: str) -> float:
+    """Multiplier of the base learning rate in ``epoch`` (0-based) when the lr changes once per epoch.
+
+    Warm-up from 0: epoch e < W trains with e / W (the first epoch with lr 0, as LNLN's
+    code); then ``schedule`` over the remaining epochs, starting at its peak.
+    """
+    if warmup_epochs > 0 and epoch <= warmup_epochs:
+        return epoch / warmup_epochs
+    return lr_factor(epoch - warmup_epochs - 1, epochs - warmup_epochs, 0, schedule)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -137,15 +151,23 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
     cfg = cfg or TrainConfig()
     if overrides:
         cfg = TrainConfig(**{**asdict(cfg), **overrides})
+    if cfg.select_from >= cfg.epochs:
+        raise ValueError(f"select_from={cfg.select_from} leaves no selectable epoch in {cfg.epochs} epochs")
     device = torch.device(device) if device else next(model.parameters()).device
     seed_everything(cfg.seed, cfg.deterministic, cfg.threads)
     model.to(device)
     optimizer = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    warm = int(cfg.warmup * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, warm, cfg.schedule))
+    if cfg.schedule_unit == "step":
+        warm = int(cfg.warmup * total)
+        factor = lambda s: lr_factor(s, total, warm, cfg.schedule)  # noqa: E731
+    elif cfg.schedule_unit == "epoch":
+        warm = round(cfg.warmup * cfg.epochs)
+        factor = lambda s: epoch_lr_factor(s // steps_per_epoch, cfg.epochs, warm, cfg.schedule)  # noqa: E731
+    else:
+        raise ValueError(f"schedule_unit must be 'step' or 'epoch', got {cfg.schedule_unit!r}")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     start_epoch, best, best_state, best_epoch, history, wait = 0, None, None, -1, [], 0
 
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
@@ -165,7 +187,7 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
         epochs = tqdm(epochs, desc=type(model).__name__, leave=False)
     for epoch in epochs:
         t_epoch = time.perf_counter()
-        model.on_epoch_start(epoch, data.train, device)
+        model.on_epoch_start(epoch, data.train, device, seed=cfg.seed)
         model.train()
         sums, n_seen = {}, 0
         for batch in iterate(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch):
@@ -193,14 +215,14 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
         score = valid[cfg.select_on] if cfg.select_on in valid else None
         if score is None:
             raise KeyError(f"select_on={cfg.select_on!r} is not a validation metric; have {sorted(valid)}")
-        if _better(score, best, cfg.select_on):
+        if epoch >= cfg.select_from and _better(score, best, cfg.select_on):
             best, best_epoch, wait = score, epoch, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if ckpt is not None:
                 _save_atomic({"model": best_state, "epoch": epoch, "config": _plain(model.cfg),
                               "spec": data.spec.to_dict(), "model_name": getattr(model, "registry_name", "")},
                              ckpt / "best.pt")
-        else:
+        elif epoch >= cfg.select_from:
             wait += 1
         if ckpt is not None:
             _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -36,7 +36,7 @@ def random_split(n: int, dims=(16, 6, 8), lengths=(10, 20, 14), seed: int = 0, s
                  domain=(np.arange(n) % 2).astype(np.int64),
                  text_ids=rng.integers(1000, 2000, (n, lengths[0])).astype(np.int64),
                  label_t=label.copy(), label_a=(0.5 * label).astype(np.float32),
-                 label_v=np.zeros(n, np.float32))
+                 label_v=np.zeros(n, np.float32), unk_token_id=100)
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +71,34 @@ def synth_smoke():
     """SynthMSA at smoke size (real MiniLM text features), cached under _build/cache."""
     from msa_lib.data import load
     return load("synth:smoke")
+
+
+def write_tiny_bert(folder) -> None:
+    """A randomly initialised BERT (2 layers, width 32) and a tokenizer with BERT's special ids
+    ([PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102) and a 30522-entry vocabulary, written to ``folder``."""
+    import inspect
+
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += [f"w{i}" for i in range(30522 - len(vocab))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    if "vocab" in inspect.signature(BertTokenizer.__init__).parameters:      # transformers >= 5
+        tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)})
+    else:
+        tokenizer = BertTokenizer(vocab_file=str(folder / "vocab.txt"))
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_root(tmp_path_factory):
+    """A folder for MSA_BERT holding bert-base-uncased/ and bert-base-chinese/ (tiny random BERTs)."""
+    root = tmp_path_factory.mktemp("bert")
+    for name in ("bert-base-uncased", "bert-base-chinese"):
+        write_tiny_bert(root / name)
+    return root

@@ -28,7 +28,7 @@ PRESET_OF = {"mosi_unaligned": "mosi", "mosei_unaligned": "mosei", "sims": "sims
 def test_shapes_on_real_shapes(fixtures, kind):
     data = fixtures[kind]
     torch.manual_seed(0)
-    model = build("dashfusion", data.spec, preset=PRESET_OF[kind]).eval()
+    model = build("dashfusion", data.spec, preset=PRESET_OF[kind], text_encoder="features").eval()
     b = make_batch(data.train, np.arange(3))
     out = model(b)
     lt, la, lv = data.spec.lengths
@@ -63,7 +63,8 @@ def test_shapes_synth(synth_smoke):
 
 # Parameter counts (BERT excluded), d = 128, 8 heads, FFN 256. The spec's official counts
 # (specs/dashfusion.md section 8) include modules the official code builds but never calls;
-# we do not build them, so the official count = ours + that dead weight, exactly:
+# the paper presets build them too (build_unused, part of recipe="official"); without them
+# the official count = ours + that dead weight, exactly:
 #   each frame encoder owns an unused Linear(D_in -> 128) and an unused Linear(128 -> 128)
 #   = (129 * D_in... precisely D_in*128 + 128) + 16,512;
 #   temporal alignment owns an unused FFN 128->128->128 (2 * 16,512) and two LayerNorms (2 * 256)
@@ -81,7 +82,8 @@ OFFICIAL = {"mosi_unaligned": (2_482_433, 70_016), "mosei_unaligned": (3_694_849
 @pytest.mark.parametrize("kind", list(OFFICIAL))
 def test_parameter_count_matches_official(fixtures, kind):
     official, dead = OFFICIAL[kind]
-    model = build("dashfusion", fixtures[kind].spec, preset=PRESET_OF[kind])
+    model = build("dashfusion", fixtures[kind].spec, preset=PRESET_OF[kind], text_encoder="features",
+                  build_unused=False)
     n = model.n_params()
     assert n + dead == official, (kind, n, official - dead)
     # per-component checks against the spec's table (used parts only)
@@ -92,7 +94,7 @@ def test_parameter_count_matches_official(fixtures, kind):
     assert count(model.align) == 230_272 - 33_536
     # with the never-called modules built too, the count is the official one exactly,
     # and the predictions do not change (the extra modules are never called)
-    full = build("dashfusion", fixtures[kind].spec, preset=PRESET_OF[kind], build_unused=True)
+    full = build("dashfusion", fixtures[kind].spec, preset=PRESET_OF[kind], text_encoder="features")
     assert full.n_params() == official
     full.load_state_dict(model.state_dict(), strict=False)
     b = make_batch(fixtures[kind].train, np.arange(3))
@@ -369,7 +371,7 @@ def test_readout_switch(tiny):
     assert not torch.allclose(h_first[:, :d], h_mean[:, :d])
     assert torch.isfinite(h_mean).all()
     with pytest.raises(ValueError, match="readout"):
-        build("dashfusion", tiny.spec, preset="synth", readout="cls")(b)
+        build("dashfusion", tiny.spec, preset="synth", readout="cls").eval()(b)
 
 
 

@@ -86,7 +86,7 @@ def test_text_encoder_features_and_hf_offline(tmp_path):
     assert enc.pretrained.embeddings.word_embeddings.weight.grad is not None
     with pytest.raises(ValueError, match="token ids"):
         enc(torch.zeros(2, 6, 1), torch.ones(2, 6, dtype=torch.bool), None)
-    with pytest.raises(OSError, match="local files"):
+    with pytest.raises(OSError, match="no local copy found"):
         TextEncoder(0, 8, kind=str(tmp_path / "missing-model"))
 
 

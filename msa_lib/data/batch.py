@@ -29,6 +29,8 @@ class Split:
     raw_text, ids: length-N lists of str.
     extra:   any further per-sample arrays the file carried (e.g. SynthMSA's ``kind``
              and ``topic``, MMSA's ``annotations``), keyed by their pickle name.
+    unk_token_id: the tokenizer's unknown-token id for ``text_ids`` (from the dataset
+             spec), which missing-data protocols write where a word is removed.
     """
 
     text: np.ndarray
@@ -46,6 +48,7 @@ class Split:
     label_a: np.ndarray | None = None
     label_v: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    unk_token_id: int | None = None
 
     def __len__(self) -> int:
         return len(self.label)
@@ -56,8 +59,8 @@ class Split:
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if v is None:
-                out[f.name] = None
+            if v is None or isinstance(v, int):
+                out[f.name] = v
             elif isinstance(v, dict):
                 out[f.name] = {k: a[idx] for k, a in v.items()}
             elif isinstance(v, list):
@@ -86,6 +89,8 @@ class Batch:
     missing_rate: (B, 3) float, the missing rate the protocol drew per modality
         (zeros for clean data) -- LNLN's completeness target.
     clean: the same batch before corruption (None when no protocol was applied).
+    unk_token_id: the id a missing-data protocol writes into ``text_ids`` for a removed
+        word (the dataset's tokenizer's [UNK]); None when there are no ids.
     """
 
     text: torch.Tensor
@@ -107,6 +112,7 @@ class Batch:
     label_a: torch.Tensor | None = None
     label_v: torch.Tensor | None = None
     clean: "Batch | None" = None
+    unk_token_id: int | None = None
 
     def __len__(self) -> int:
         return self.label.shape[0]
@@ -158,6 +164,7 @@ def make_batch(split: Split, idx: np.ndarray) -> Batch:
         raw_text=[split.raw_text[i] for i in idx],
         text_ids=t(split.text_ids),
         label_t=t(split.label_t), label_a=t(split.label_a), label_v=t(split.label_v),
+        unk_token_id=split.unk_token_id,
     )
 
 

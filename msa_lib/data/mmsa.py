@@ -298,9 +298,13 @@ def load_mmsa(path, name: str | None = None, verify: bool = True, metric_set: st
         for s in SPLITS:
             splits[s].label_t = splits[s].label_a = splits[s].label_v = None
     has_ids = all(splits[s].text_ids is not None for s in SPLITS)
-    if not has_ids:
-        for s in SPLITS:
+    # [UNK] is id 100 in the vocabularies of every MMSA release (bert-base-uncased for MOSI
+    # and MOSEI, bert-base-chinese for SIMS) and of SynthMSA's MiniLM; a file may say otherwise.
+    unk_id = int(config.get("unk_token_id", 100))
+    for s in SPLITS:
+        if not has_ids:
             splits[s].text_ids = None
+        splits[s].unk_token_id = unk_id if has_ids else None
     unk = config.get("unk_text_feature")
     if unk is not None:
         unk = np.asarray(unk, np.float32).reshape(-1)
@@ -314,6 +318,7 @@ def load_mmsa(path, name: str | None = None, verify: bool = True, metric_set: st
         label_range=(low, high), metric_set=metric_set, unimodal_labels=unimodal,
         n_domains=int(max(splits[s].domain.max() for s in SPLITS)) + 1,
         has_text_ids=has_ids,
+        unk_token_id=unk_id,
         unk_text_feature=None if unk is None else tuple(float(v) for v in unk),
     )
     return MMSAData(spec=spec, path=path, config=config, cleaned=cleaned, **splits)

@@ -22,6 +22,9 @@ class DatasetSpec:
     metric_set:  "mosi" (MOSI/MOSEI/SynthMSA) or "sims" (CH-SIMS, CH-SIMS v2).
     unimodal_labels: True when the split has text/audio/vision labels (SIMS style).
     n_domains: number of distinct domain ids (1 when the data has no domains).
+    has_text_ids: the splits carry token ids (MMSA's ``text_bert``) for a text encoder.
+    unk_token_id: the tokenizer's [UNK] id; a removed word becomes this id before the
+        text encoder (100 in every MMSA release's BERT vocabulary, unless the file says).
     unk_text_feature: feature vector for the unknown token, used when a missing-data
         protocol replaces text tokens by "unk" on precomputed features (None if unknown).
     """

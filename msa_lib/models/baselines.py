@@ -62,8 +62,8 @@ class FrontEnd(nn.Module):
         self.proj = nn.ModuleDict()
         for m, dim in zip(MODALITIES, spec.dims):
             if m in self.modalities:
-                self.proj[m] = (TextEncoder(dim, d, cfg.text_encoder, cfg.finetune_text) if m == "text"
-                                else nn.Linear(dim, d))
+                self.proj[m] = (TextEncoder(dim, d, cfg.text_encoder, cfg.finetune_text, spec.unk_token_id)
+                                if m == "text" else nn.Linear(dim, d))
         self.norm = nn.ModuleDict({m: nn.LayerNorm(d) for m in self.modalities})
         self.register_buffer("pos", sinusoidal_positions(max(spec.lengths) + 1, d), persistent=False)
 

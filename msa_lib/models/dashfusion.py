@@ -90,22 +90,34 @@ class DashFusionConfig:
     epochs: int = 100              # official config says 4 (debug state); its comment says 100
     warmup_epochs: float = 10      # linear warm-up length in epochs (official: 10 MOSI/SIMS, 1 MOSEI)
     weight_decay: float = 1e-3     # official: 1e-3
+    official_decay_groups: bool = False  # True: no decay only for names with "bias" or "LayerNorm.weight"
+    #                                (BERT's norms; the official rule); False: matrices only
+    select_from: int = 1           # first selectable epoch, 0-based (official: validation MAE from epoch 2)
+    recipe: str = "book"           # "official" in the paper presets: the official run's switches below
+
+    OFFICIAL = dict(recipe="official", encoder_dropout=0.5, official_masks=True, faithful_rank_bug=True,
+                    build_unused=True, official_decay_groups=True, con_reduction="official", readout="first",
+                    align_time_codes=0.0, text_layers=0, modality_dropout=0.0, finetune_text=True,
+                    select_from=1)
 
     @classmethod
     def preset(cls, name: str) -> "DashFusionConfig":
         presets = {
             # official src/config.py (see specs/dashfusion.md section 5)
-            "mosi": cls(),
+            # text: BERT fine-tuned on the token ids (the official code re-tokenises raw_text to 128
+            # tokens; we read MMSA's text_bert ids, 50 / 39 tokens)
+            "mosi": cls(text_encoder="bert-base-uncased", **cls.OFFICIAL),
             "mosei": cls(encoder_layers=4, hbf_depth=3, lr=2e-5, batch_size=8, epochs=25, warmup_epochs=1,
-                         scan_similar=0.5, scan_dissimilar=0.125),
-            "sims": cls(label_mode="exact", scan_similar=1 / 1.6, scan_dissimilar=0.5),
+                         scan_similar=0.5, scan_dissimilar=0.125, text_encoder="bert-base-uncased", **cls.OFFICIAL),
+            "sims": cls(label_mode="exact", scan_similar=1 / 1.6, scan_dissimilar=0.5,
+                        text_encoder="bert-base-chinese", **cls.OFFICIAL),
             # SynthMSA on a CPU (chapter 3), not from the paper: small and cheap -- one encoder layer,
             # 2 heads, no encoder dropout, ONE companion per list (3 per anchor, not 6), and a
             # masked-mean readout (SynthMSA's frozen MiniLM features have no trained [CLS] summary)
             "synth": cls(d_model=32, heads=2, ff_dim=64, encoder_layers=1, encoder_dropout=0.0,
                          align_heads=2, align_head_dim=16, n_companions_each=1, readout="mean",
                          align_time_codes=4.0,
-                         lr=2e-3, batch_size=64, epochs=8, warmup_epochs=0.8, weight_decay=1e-4),
+                         lr=2e-3, batch_size=64, epochs=8, warmup_epochs=0.8, weight_decay=1e-4, select_from=0),
         }
         if name not in presets:
             raise KeyError(f"unknown preset {name!r}; choose one of {sorted(presets)}")
@@ -116,7 +128,7 @@ class DashFusionConfig:
         from ..train import TrainConfig
         kw = dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                   schedule="linear", warmup=min(1.0, self.warmup_epochs / max(1, self.epochs)),
-                  grad_clip=None, select_on="MAE")
+                  grad_clip=None, select_on="MAE", select_from=self.select_from)
         kw.update(overrides)
         return TrainConfig(**kw)
 
@@ -149,8 +161,11 @@ def merge_heads(x):
 
 
 class FeedForward(nn.Sequential):
-    def __init__(self, d: int, hidden: int):
-        super().__init__(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
+    """Linear, GELU, dropout (torch's encoder layer has one here), Linear: (..., d) -> (..., d)."""
+
+    def __init__(self, d: int, hidden: int, dropout: float = 0.0):
+        super().__init__(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout) if dropout else nn.Identity(),
+                         nn.Linear(hidden, d))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,7 +197,7 @@ class EncoderLayer(nn.Module):
         d, self.h = cfg.d_model, cfg.heads
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
-        self.ff = FeedForward(d, cfg.ff_dim)
+        self.ff = FeedForward(d, cfg.ff_dim, cfg.encoder_dropout)
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.encoder_dropout) if cfg.encoder_dropout else nn.Identity()
         self.scale = 1.0 / math.sqrt(d // cfg.heads)
@@ -308,9 +323,11 @@ def label_classes(label: np.ndarray, mode: str) -> np.ndarray:
 
 def _first_true(cond: np.ndarray, values: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     """For each row, the first ``top`` entries of ``values`` where ``cond`` holds (padded with -1)."""
-    pos = np.argsort(~cond, axis=1, kind="stable")[:, :top]                          # (R, top)
+    pos = np.argsort(~cond, axis=1, kind="stable")[:, :top]                          # (R, <= top)
     ok = np.take_along_axis(cond, pos, 1)
-    return np.where(ok, np.take_along_axis(values, pos, 1), -1), ok.sum(1)
+    found = np.full((len(cond), top), -1, np.int64)                                  # a window may be < top
+    found[:, : pos.shape[1]] = np.where(ok, np.take_along_axis(values, pos, 1), -1)
+    return found, ok.sum(1)
 
 
 def companion_lists(emb: torch.Tensor, classes: np.ndarray, top: int = 10, scan_similar: float = 1.0,
@@ -585,7 +602,7 @@ class DashFusion(MSAModel):
         if cfg.text_encoder == "features":
             self.text = TextProjector(spec.dims[0], d)
         else:  # a pretrained LM; its own projection is replaced by DashFusion's projector
-            self.text = TextEncoder(spec.dims[0], d, cfg.text_encoder, cfg.finetune_text)
+            self.text = TextEncoder(spec.dims[0], d, cfg.text_encoder, cfg.finetune_text, spec.unk_token_id)
             self.text.proj = TextProjector(self.text.proj.in_features, d)
         self.text_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.text_layers))
         if cfg.text_layers:
@@ -632,7 +649,11 @@ class DashFusion(MSAModel):
 
     def forward(self, batch: Batch) -> ModelOutput:
         comp = None
-        if self.training and self.cfg.use_contrastive and self._lists is not None:
+        if self.training and self.cfg.use_contrastive and self._lists is None:
+            raise RuntimeError("DashFusion trains with companions: call model.on_epoch_start(epoch, train_split, "
+                               "device, seed) before each training epoch (msa_lib.train.fit does), or build it "
+                               "with use_contrastive=False")
+        if self.training and self.cfg.use_contrastive:
             comp = sample_companions(self._lists, batch.index.cpu().numpy(), self.cfg.n_companions_each,
                                      self._rng)                                      # (B, 3c) train ids
             cb = make_batch(self._train_split, comp.reshape(-1)).to(batch.label.device)
@@ -689,14 +710,25 @@ class DashFusion(MSAModel):
         self._lists = companion_lists(self.embed_split(split, device), classes, cfg.top_k, cfg.scan_similar,
                                       cfg.scan_dissimilar, cfg.faithful_rank_bug)
 
-    def on_epoch_start(self, epoch: int, train_split, device) -> None:
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """``official_decay_groups``: no decay only where the name holds "bias" or "LayerNorm.weight"
+        (BERT's norms); DashFusion's own LayerNorms are decayed, as in the official optimizer."""
+        if not self.cfg.official_decay_groups:
+            return super().param_groups(weight_decay)
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (no_decay if "bias" in name or "LayerNorm.weight" in name else decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def on_epoch_start(self, epoch: int, train_split, device, seed: int = 0) -> None:
         """Keep the train split; rebuild the companion lists every ``refresh_every`` epochs
         (official: before epochs 1, 3, 5, ... counted from 1, i.e. 0, 2, 4, ... here)."""
         if not self.cfg.use_contrastive:
             return
         changed = self._train_split is not train_split
         self._train_split = train_split
-        self._rng = np.random.default_rng([epoch, len(train_split)])
+        self._rng = np.random.default_rng([seed, epoch, len(train_split)])   # each run draws its own
         if changed or self._lists is None or epoch % self.cfg.refresh_every == 0:
             self.refresh_companions(train_split, device)
 

@@ -94,19 +94,29 @@ class LNLNConfig:
     train_missing: bool = True    # corrupt training batches with LNLN's per-sample rates
     p_complete: float = 0.5       # probability that a (sample, modality) is kept complete
     legacy_static_masks: bool = False  # True: the same masks every epoch (what the released code does)
+    exact_half: bool = False      # True: exactly half of each batch complete per modality (the code's
+    #                               random.sample); False: each sample complete with probability p_complete
     # --- the official recipe (documented constants; build a TrainConfig with train_config()) ---
     lr: float = 1e-4              # AdamW over all parameters, BERT included
     weight_decay: float = 1e-4
     batch_size: int = 64
     epochs: int = 200             # warm-up 10 % of epochs, then cosine
     grad_clip: float | None = None  # the code does not clip gradients
+    epoch_schedule: bool = False  # True: lr set once per epoch, warm-up from 0 (the code); False: per step
+    decay_all: bool = False       # True: weight decay on every parameter (the code); False: matrices only
+    recipe: str = "book"          # "official" in the paper presets: every switch above at the code's value
+
+    OFFICIAL = dict(recipe="official", legacy_static_masks=True, exact_half=True, epoch_schedule=True,
+                    decay_all=True, grad_clip=None, lr=1e-4, weight_decay=1e-4, batch_size=64, epochs=200,
+                    grl_on_main_path=True, discriminator_input="mixed", detach_rec_target=False)
 
     @classmethod
     def preset(cls, name: str) -> "LNLNConfig":
         presets = {
-            "mosi": cls(fusion_depth=2),
-            "mosei": cls(fusion_depth=4),
-            "sims": cls(fusion_depth=4, beta=0.6),
+            # the official configs and training run; text: BERT fine-tuned on the token ids
+            "mosi": cls(fusion_depth=2, text_encoder="bert-base-uncased", **cls.OFFICIAL),
+            "mosei": cls(fusion_depth=4, text_encoder="bert-base-uncased", **cls.OFFICIAL),
+            "sims": cls(fusion_depth=4, beta=0.6, text_encoder="bert-base-chinese", **cls.OFFICIAL),
             # SynthMSA on a CPU: tuned for chapter 4, not from the paper. Narrow (d 32, 4 tokens,
             # one layer per stack, 2 heads of 16), a larger lr for 12 short epochs, clipping on.
             # grl_on_main_path=False: with the code's placement the reversed sentiment gradient
@@ -124,7 +134,8 @@ class LNLNConfig:
         """The official training recipe as a ``msa_lib.train.TrainConfig`` (overrides win)."""
         from ..train import TrainConfig
         base = dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                    schedule="cosine", warmup=0.1, grad_clip=self.grad_clip, select_on="loss")
+                    schedule="cosine", warmup=0.1, grad_clip=self.grad_clip, select_on="loss",
+                    schedule_unit="epoch" if self.epoch_schedule else "step")
         return TrainConfig(**{**base, **overrides})
 
 
@@ -367,17 +378,18 @@ class ModalityEmbedding(nn.Module):
 
 # --------------------------------------------------------------- training-time missing data
 def lnln_train_corruption(batch: Batch, epoch: int, seed: int, spec: DatasetSpec,
-                          p_complete: float = 0.5, static: bool = False) -> Batch:
+                          p_complete: float = 0.5, static: bool = False, exact_half: bool = False) -> Batch:
     """LNLN's training corruption: per (sample, modality) a rate r ~ U(0, 1), or r = 0 with prob. p_complete.
 
     Each valid element is then dropped with probability r (text -> unk vector when the
     dataset has one, else zeros; frames -> zeros). ``static=True`` uses the same rates
-    and masks every epoch. Usable as any model's ``train_batch`` (e.g. a baseline's:
+    and masks every epoch; ``exact_half`` makes exactly half of the batch complete per
+    modality (the official code). Usable as any model's ``train_batch`` (e.g. a baseline's:
     ``model.train_batch = functools.partial(lnln_train_corruption, spec=spec)``).
     The completeness target of a sample is ``1 - batch.missing_rate[:, 0]``.
     """
     e = 0 if static else epoch
-    rates = sample_train_rates(batch.index.cpu().numpy(), seed, e, p_complete)   # (B, 3)
+    rates = sample_train_rates(batch.index.cpu().numpy(), seed, e, p_complete, exact_half)   # (B, 3)
     fill = "unk" if spec.unk_vector is not None else "zero"
     return random_missing(batch, rates, seed=seed + 7919, epoch=e, text_fill=fill, unk_vector=spec.unk_vector)
 
@@ -402,8 +414,9 @@ class LNLN(MSAModel):
         d, T = cfg.d_model, cfg.n_tokens
         (dt, da, dv), (lt, la, lv) = spec.dims, spec.lengths
         # 1. modality embedding (E1_m)
+        text = TextEncoder(dt, d, cfg.text_encoder, cfg.finetune_text, spec.unk_token_id)
         self.embed = nn.ModuleDict({
-            "text": ModalityEmbedding(cfg, TextEncoder(dt, d, cfg.text_encoder, cfg.finetune_text), lt),
+            "text": ModalityEmbedding(cfg, text, lt),
             "audio": ModalityEmbedding(cfg, nn.Linear(da, d), la),
             "vision": ModalityEmbedding(cfg, nn.Linear(dv, d), lv),
         })
@@ -517,4 +530,10 @@ class LNLN(MSAModel):
         if not self.cfg.train_missing:
             return batch.replace(clean=batch)
         return lnln_train_corruption(batch, epoch, seed, self.spec, self.cfg.p_complete,
-                                     static=self.cfg.legacy_static_masks)
+                                     static=self.cfg.legacy_static_masks, exact_half=self.cfg.exact_half)
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """``decay_all``: one group, every parameter decayed (the official optimizer)."""
+        if self.cfg.decay_all:
+            return [{"params": [p for p in self.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+        return super().param_groups(weight_decay)
