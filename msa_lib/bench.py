@@ -1,5 +1,13 @@
 """Benchmarks: train-step time, samples/s, peak memory and parameters per model.
 
+``run_bench`` times every registered model on small data; ``run_official_bench`` times
+LNLN and DashFusion at the official configuration: MOSI shapes (50 text tokens, 375 x 5
+audio, 500 x 20 vision frames), the ``mosi`` preset (recipe="official"), BERT-base
+geometry with random weights, the official batch sizes (64; DashFusion 16 anchors plus 6
+companions each), BERT fine-tuned and frozen. Time one machine's speed with the
+machine's own numerics (``MSA_NUMERICS=native``, as the official code runs): the pinned
+settings of msa_lib.numerics make BERT-sized matrix products about twice as slow.
+
 Each model runs in its own subprocess so that the peak resident memory on CPU
 (``ru_maxrss``) belongs to that model alone; on CUDA the peak allocated memory is
 read from ``torch.cuda.max_memory_allocated``. Timings are medians over ``steps``
@@ -91,6 +99,110 @@ def run_bench(models=None, data: str = "synth:smoke", device: str | None = None,
             raise RuntimeError(f"benchmark of {name!r} failed:\n{proc.stderr[-2000:]}")
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     df = pd.DataFrame(rows)
+    if out:
+        write_csv(df, out)
+    return df
+
+
+# Seconds per training step of the official code on the same input, 2 CPU threads, measured
+# for issue 13 of this project (LNLN: github.com/Haoyu-ha/LNLN; DashFusion: the authors' code).
+OFFICIAL_CPU_STEP_S = {("lnln", True): 47.7, ("lnln", False): 31.4,
+                       ("dashfusion", True): 44.0, ("dashfusion", False): 33.5}
+OFFICIAL_BATCH = {"lnln": 64, "dashfusion": 16}
+
+
+def official_inputs(root) -> tuple[str, str]:
+    """(MOSI-shaped pickle, MSA_BERT folder with a random BERT-base) under ``root``, made once."""
+    from pathlib import Path
+
+    from .data.fixtures import write_mmsa_fixture
+    from .layers.text import write_random_bert
+
+    root = Path(root)
+    data, bert = root / "mosi_shaped.pkl", root / "bert"
+    if not data.exists():
+        write_mmsa_fixture(data, "mosi_unaligned", sizes=(96, 8, 8))
+    if not (bert / "bert-base-uncased" / "config.json").exists():
+        write_random_bert(bert / "bert-base-uncased")
+    return str(data), str(bert)
+
+
+def bench_official_one(name: str, finetune: bool, data: str, bert: str, steps: int = 2,
+                       profile: str | None = None) -> dict:
+    """Time ``steps`` training steps of ``name`` with the mosi preset at the official batch size.
+
+    data: a MOSI-shaped MMSA pickle; bert: a folder holding ``bert-base-uncased/``;
+    profile: write torch.profiler's table of one more step to this file.
+    """
+    import numpy as np
+    import torch
+
+    from . import numerics
+    from .data import load
+    from .data.batch import make_batch
+    from .models import build
+
+    ds = load(data)
+    torch.manual_seed(0)
+    bert_folder = os.path.join(bert, "bert-base-uncased")
+    model = build(name, ds.spec, preset="mosi", text_encoder=bert_folder, finetune_text=finetune).train()
+    model.on_epoch_start(0, ds.train, "cpu", seed=0)
+    opt = torch.optim.AdamW(model.param_groups(1e-4), lr=1e-4)
+    n = OFFICIAL_BATCH[name]
+    batch = model.train_batch(make_batch(ds.train, np.arange(n)), 0, 0)
+
+    def step():
+        loss = model.loss(batch, model(batch))["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()                                                              # warm-up
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        with open(profile, "w") as fh:
+            fh.write(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40))
+    bert_params = sum(p.numel() for m in model.modules() if type(m).__name__ == "BertModel"
+                      for p in m.parameters())
+    sec = float(np.median(times))
+    official = OFFICIAL_CPU_STEP_S.get((name, finetune))
+    return {"model": name, "bert": "fine-tuned" if finetune else "frozen", "batch_size": n,
+            "encoded_per_step": n * (2 if name == "lnln" else 1 + 3 * model.cfg.n_companions_each),
+            "step_s": round(sec, 2), "samples_per_s": round(n / sec, 2), "peak_mem_gb": round(_rss_mb() / 1024, 2),
+            "params_without_bert": model.n_params(trainable_only=False) - bert_params,
+            "params_with_bert": model.n_params(trainable_only=False),
+            "official_step_s": official, "ratio_to_official": round(sec / official, 2) if official else None,
+            "threads": torch.get_num_threads(), "numerics": numerics.mode(),
+            "cpu": torch.backends.cpu.get_cpu_capability()}
+
+
+def run_official_bench(root, steps: int = 2, out: str | None = None, models=("lnln", "dashfusion")) -> pd.DataFrame:
+    """Every (model, BERT fine-tuned/frozen) row, each in its own subprocess (its own peak memory)."""
+    import platform
+    from datetime import date
+
+    data, bert = official_inputs(root)
+    rows = []
+    for name in models:
+        for finetune in (True, False):
+            args = json.dumps({"name": name, "finetune": finetune, "data": data, "bert": bert, "steps": steps})
+            proc = subprocess.run([sys.executable, "-c", "import json,msa_lib.bench as b;"
+                                   f"print(json.dumps(b.bench_official_one(**json.loads({args!r}))))"],
+                                  capture_output=True, text=True, env=os.environ.copy())
+            if proc.returncode != 0:
+                raise RuntimeError(f"official-configuration benchmark of {name!r} failed:\n{proc.stderr[-2000:]}")
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    df.insert(0, "date", str(date.today()))
+    df.insert(1, "device", f"{platform.machine()} CPU, {os.cpu_count()} cores")
     if out:
         write_csv(df, out)
     return df

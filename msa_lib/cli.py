@@ -131,6 +131,12 @@ def cmd_eval(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    if args.official:
+        from .bench import run_official_bench
+        from .profiles import REPO_ROOT
+        df = run_official_bench(REPO_ROOT / "_build" / "bench-official", steps=args.steps, out=args.out)
+        print(df.to_string(index=False))
+        return
     from .bench import run_bench
     models = args.models.split(",") if args.models else None
     df = run_bench(models, data=args.data, device=args.device, steps=args.steps, batch_size=args.batch_size,
@@ -202,6 +208,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--d-model", type=int, default=None, help="override every model's width")
+    b.add_argument("--official", action="store_true",
+                   help="LNLN and DashFusion at the official configuration (MOSI shapes, mosi preset, random "
+                        "BERT-base fine-tuned and frozen, official batch sizes); --steps counts timed steps "
+                        "(use 2-3: a step takes about a minute on 2 CPU cores); run with MSA_NUMERICS=native")
     b.add_argument("--out", help="CSV path")
     b.set_defaults(func=cmd_bench)
 

@@ -73,32 +73,11 @@ def synth_smoke():
     return load("synth:smoke")
 
 
-def write_tiny_bert(folder) -> None:
-    """A randomly initialised BERT (2 layers, width 32) and a tokenizer with BERT's special ids
-    ([PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102) and a 30522-entry vocabulary, written to ``folder``."""
-    import inspect
-
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab += [f"w{i}" for i in range(30522 - len(vocab))]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    if "vocab" in inspect.signature(BertTokenizer.__init__).parameters:      # transformers >= 5
-        tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)})
-    else:
-        tokenizer = BertTokenizer(vocab_file=str(folder / "vocab.txt"))
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config).save_pretrained(folder)
-
-
 @pytest.fixture(scope="session")
 def tiny_bert_root(tmp_path_factory):
     """A folder for MSA_BERT holding bert-base-uncased/ and bert-base-chinese/ (tiny random BERTs)."""
     root = tmp_path_factory.mktemp("bert")
+    from msa_lib.layers.text import write_random_bert
     for name in ("bert-base-uncased", "bert-base-chinese"):
-        write_tiny_bert(root / name)
+        write_random_bert(root / name, hidden=32, layers=2, heads=2, intermediate=64)
     return root

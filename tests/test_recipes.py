@@ -136,3 +136,36 @@ def test_dashfusion_companions_depend_on_the_training_seed(tiny):
     model.on_epoch_start(0, tiny.train, "cpu", seed=0)
     assert not np.array_equal(draws[0], draws[1])
     assert np.array_equal(draws[0], model._rng.integers(0, 1 << 30, 8))
+
+
+@pytest.mark.parametrize("module", ["lnln", "dashfusion"])
+def test_the_fused_road_for_long_sequences_computes_the_same_attention(module):
+    """Long sequences (MOSI's frames) go through scaled_dot_product_attention: same numbers."""
+    import importlib
+    mod = importlib.import_module(f"msa_lib.models.{module}")
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 200, 8) for _ in range(3))
+    assert 200 * 200 > mod.LONG_ATTENTION
+    scale = 8 ** -0.5
+    reference = ((q @ k.transpose(-2, -1)) * scale).softmax(-1) @ v
+    if module == "lnln":
+        got = mod.attend(q, k, v)
+    else:
+        mask = torch.ones(2, 200, dtype=torch.bool)
+        mask[1, 150:] = False
+        reference[1] = ((q[1] @ k[1, :, :150].transpose(-2, -1)) * scale).softmax(-1) @ v[1, :, :150]
+        got, weights = mod.attend(q, k, v, scale, mask, need_weights=False)
+        assert weights is None
+    assert torch.allclose(got, reference, atol=1e-5)
+
+
+def test_official_configuration_benchmark_runs(tmp_path, tiny_bert_root):
+    """The machinery of `bench --official`, on a small MOSI-shaped file and a tiny BERT."""
+    from msa_lib.bench import bench_official_one
+    from msa_lib.data.fixtures import write_mmsa_fixture
+    data = write_mmsa_fixture(tmp_path / "mosi.pkl", "mosi_unaligned", sizes=(64, 4, 4))
+    for name in ("lnln", "dashfusion"):
+        row = bench_official_one(name, False, str(data), str(tiny_bert_root), steps=1)
+        assert row["batch_size"] == {"lnln": 64, "dashfusion": 16}[name] and row["step_s"] > 0
+        assert row["params_with_bert"] > row["params_without_bert"] > 0
+        assert row["bert"] == "frozen" and row["official_step_s"] > 0

@@ -75,6 +75,35 @@ def load_pretrained(name_or_path: str):
     return tok, model
 
 
+def write_random_bert(folder, hidden: int = 768, layers: int = 12, heads: int = 12, intermediate: int = 3072,
+                      seed: int = 0) -> Path:
+    """Write a randomly initialised BERT (default: BERT-base geometry) and a tokenizer to ``folder``.
+
+    The vocabulary has BERT's 30522 entries with its special ids ([PAD] 0, [UNK] 100,
+    [CLS] 101, [SEP] 102, [MASK] 103), so MMSA's ``text_bert`` ids fit. For tests and
+    benchmarks: the weights are random, nothing is downloaded.
+    """
+    import inspect
+
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += [f"w{i}" for i in range(30522 - len(vocab))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    if "vocab" in inspect.signature(BertTokenizer.__init__).parameters:      # transformers >= 5
+        tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)})
+    else:
+        tokenizer = BertTokenizer(vocab_file=str(folder / "vocab.txt"))
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=intermediate)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
 class TextEncoder(nn.Module):
     """Token features (B, Lt, d_model) for the text modality.
 

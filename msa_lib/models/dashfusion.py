@@ -137,12 +137,22 @@ class DashFusionConfig:
 # 0. Attention helpers
 # ---------------------------------------------------------------------------------------------
 
-def attend(q, k, v, scale: float, key_mask=None, dropout=None):
+LONG_ATTENTION = 128 * 128  # query-key pairs above which encoders use the fused kernel
+
+
+def attend(q, k, v, scale: float, key_mask=None, dropout=None, need_weights: bool = True):
     """softmax(q k^T * scale) v for (B, h, Lq, hd) heads; key_mask (B, Lk) True = may attend.
 
     Returns the output (B, h, Lq, hd) and the weights (B, h, Lq, Lk). Every key mask
-    used here has at least one True (the CLS token or the first word).
+    used here has at least one True (the CLS token or the first word). Without
+    ``need_weights`` (the encoders) a long sequence (MOSI's 375/500 frames) goes through
+    ``F.scaled_dot_product_attention`` (weights: None): fused when no dropout is active;
+    with dropout PyTorch falls back to the plain computation on a CPU.
     """
+    if not need_weights and q.shape[-2] * k.shape[-2] > LONG_ATTENTION:
+        p = dropout.p if isinstance(dropout, nn.Dropout) and dropout.training else 0.0
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=scale), None
     scores = q @ k.transpose(-2, -1) * scale                                        # (B, h, Lq, Lk)
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
@@ -204,7 +214,7 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x, key_mask):
         q, k, v = (split_heads(t, self.h) for t in self.qkv(x).chunk(3, dim=-1))  # (B, h, L, hd) each
-        o, _ = attend(q, k, v, self.scale, key_mask, self.drop)
+        o, _ = attend(q, k, v, self.scale, key_mask, self.drop, need_weights=False)
         x = self.norm1(x + self.drop(self.out(merge_heads(o))))                      # post-norm
         return self.norm2(x + self.drop(self.ff(x)))
 
@@ -303,7 +313,8 @@ class TemporalAlignment(nn.Module):
             k = split_heads(self.k[m](seqs[m]), self.h)
             if self.time_gain is not None:
                 k = k + self.time_gain * time_codes(times[m], self.hd).unsqueeze(1)
-            o, maps[m] = attend(q, k, split_heads(self.v[m](seqs[m]), self.h), self.scale, masks[m])
+            o, maps[m] = attend(q, k, split_heads(self.v[m](seqs[m]), self.h), self.scale, masks[m],
+                                need_weights=not self.training)                   # maps: None in training
             total = total + merge_heads(o)                                           # (B, Lt, inner)
         return h_t + self.out(total), maps
 
@@ -671,7 +682,8 @@ class DashFusion(MSAModel):
         else:
             raise ValueError(f"readout must be 'first' or 'mean', got {self.cfg.readout!r}")
         pred = self.head(h).squeeze(-1)                                              # (B,)
-        aux = {"ta_attention": {m: w.detach() for m, w in enc["ta_maps"].items()},   # (B, h, Lt, Lm+1), col 0 = CLS
+        # ta_attention: (B, h, Lt, Lm+1), col 0 = CLS (on long sequences not kept in training)
+        aux = {"ta_attention": {m: w.detach() for m, w in enc["ta_maps"].items() if w is not None},
                "bottleneck_attention": [{m: w.detach() for m, w in lv.items()} for lv in hbf_maps],  # (B, h, k_l, Lm)
                "bottleneck_sizes": list(self.fusion.sizes),
                "t": enc["t"], "a": enc["a"], "v": enc["v"], "f": enc["f"], "fused": h}
