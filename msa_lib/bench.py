@@ -204,5 +204,6 @@ def run_official_bench(root, steps: int = 2, out: str | None = None, models=("ln
     df.insert(0, "date", str(date.today()))
     df.insert(1, "device", f"{platform.machine()} CPU, {os.cpu_count()} cores")
     if out:
-        write_csv(df, out)
+        from .io import write_study_csv
+        write_study_csv(df, out, f"python -m msa_lib bench --official --steps {steps}", threads=int(df.threads.iloc[0]))
     return df

@@ -45,3 +45,23 @@ def write_csv(df, path) -> Path:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
     return Path(path)
+
+
+def write_study_csv(df, path, title: str, threads: int = 2) -> Path:
+    """A study's table as CSV at ``path``, atomically, after one comment line saying what
+    ran, when, on what machine, with which torch and numerics (read it with ``comment="#"``)."""
+    import platform
+    from datetime import date
+
+    import torch
+
+    from . import numerics
+
+    header = (f"# {title}; {date.today()}; {platform.machine()}, {os.cpu_count()} cores, "
+              f"{'CUDA' if torch.cuda.is_available() else 'CPU'}, {threads} threads; torch {torch.__version__}; "
+              f"{numerics.describe(threads)}\n")
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(header)
+            df.to_csv(fh, index=False)
+    return Path(path)

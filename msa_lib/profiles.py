@@ -119,3 +119,17 @@ class Claims:
 def load_claims(chapter: str, profile_name: str, directory: Path | None = None) -> dict:
     path = Path(directory or claims_dir()) / f"{chapter}.{profile_name}.json"
     return json.loads(path.read_text())
+
+
+def load_study(name: str):
+    """A committed study table (``chapters/studies/<name>``) -> (DataFrame, its header line).
+
+    Looked up beside the running notebook first (``studies/<name>``), then in the repository.
+    """
+    import pandas as pd
+
+    for path in (Path("studies") / name, REPO_ROOT / "chapters" / "studies" / name):
+        if path.exists():
+            return pd.read_csv(path, comment="#"), path.read_text().splitlines()[0].lstrip("# ")
+    raise FileNotFoundError(f"no study table {name!r} in ./studies or {REPO_ROOT / 'chapters' / 'studies'}; "
+                            f"run chapters/studies/{Path(name).stem}.py to make it")
