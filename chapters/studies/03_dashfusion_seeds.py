@@ -13,21 +13,17 @@ with a comment line saying when, where and with what it ran.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from msa_lib import metrics as M
+from msa_lib import metrics as M, numerics
 from msa_lib.data import load
 from msa_lib.data.batch import make_batch
-from msa_lib.io import atomic_path
+from msa_lib.io import write_study_csv
 from msa_lib.models import build
 from msa_lib.models.dashfusion import alignment_entropy
 from msa_lib.profiles import profile, seed_everything
@@ -69,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".csv")))
     args = ap.parse_args(argv)
     p = profile("demo")
+    seed_everything(0, threads=p.threads)
+    print(numerics.ensure(p.threads))
     data = load(f"synth:{p.data_size}:0")
     assert M.PRIMARY_KEYS[data.spec.metric_set] == "Non0_acc_2"
     rows = []
@@ -78,13 +76,8 @@ def main(argv=None) -> int:
             rows.append(run(label, seed, data, p.epochs, p.threads))
             print(f"seed {seed} {label:>34}: Non0_acc_2 {rows[-1]['Non0_acc_2']:.4f} "
                   f"({time.perf_counter() - t:.0f} s)", flush=True)
-    header = (f"# chapter 3 seed study: python chapters/studies/03_dashfusion_seeds.py; {date.today()}; "
-              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU, {p.threads} threads; "
-              f"torch {torch.__version__}; SynthMSA demo seed 0; demo profile ({p.epochs} epochs)\n")
-    with atomic_path(args.out) as tmp:
-        with open(tmp, "w") as f:
-            f.write(header)
-            pd.DataFrame(rows).to_csv(f, index=False)
+    write_study_csv(pd.DataFrame(rows), args.out, "chapter 3 seed study: python chapters/studies/03_dashfusion_seeds.py; "
+                    f"SynthMSA demo seed 0; demo profile ({p.epochs} epochs)", p.threads)
     print("wrote", args.out)
     return 0
 
