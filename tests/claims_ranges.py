@@ -156,6 +156,7 @@ CHECKS = {
              lambda c: min(c["pattern_t_lnln"], c["pattern_t_aug"]) >= c["pattern_t_tfn"] + 0.1
              and c["pattern_t_text_only"] >= max(c["pattern_t_lnln"], c["pattern_t_aug"]) - 0.005),
             ("audio and video alone: LNLN the best", lambda c: c["pattern_av_lnln"] >= max(c["pattern_av_aug"], c["pattern_av_tfn"])),
+            ("every departure from the official run has a reason", lambda c: c["recipe_rows_without_reason"] == 0),
             ("LNLN beats every clean-trained fusion baseline by about two points (mean over rates)",
              lambda c: 0.01 <= c["lnln_minus_best_clean_fusion"] <= 0.03),
             ("LNLN is level with the best clean-trained model at r = 0",
