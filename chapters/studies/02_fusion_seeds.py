@@ -11,21 +11,17 @@ each of the seven fixed modality subsets. Seed 0 repeats the chapter's runs exac
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from msa_lib import metrics as M, numerics
-from msa_lib.data import load
-from msa_lib.io import write_study_csv
+from msa_lib import metrics as M
 from msa_lib.missing import PATTERNS
 from msa_lib.models import build
-from msa_lib.profiles import profile, seed_everything
+from msa_lib.profiles import seed_everything
 from msa_lib.train import TrainConfig, fit, predict, robustness_sweep
+
+from _runner import run_study
 
 MODELS = ["text_only", "audio_only", "vision_only", "early_fusion", "late_fusion", "tfn", "mult"]
 WIDTH = 32                                      # the chapter's width (demo profile)
@@ -51,27 +47,13 @@ def run(name: str, seed: int, data, p) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".csv")))
-    args = ap.parse_args(argv)
-    p = profile("demo")
-    seed_everything(0, threads=p.threads)
-    print(numerics.ensure(p.threads))
-    data = load(f"synth:{p.data_size}:0")
+def rows_for_seed(seed: int, data, p, args) -> list[dict]:
     rows = []
-    for seed in args.seeds:
-        for name in MODELS:
-            t = time.perf_counter()
-            rows.append(run(name, seed, data, p))
-            print(f"seed {seed} {name:>12}: Non0_acc_2 {rows[-1]['Non0_acc_2']:.4f} ({time.perf_counter() - t:.0f} s)",
-                  flush=True)
-    write_study_csv(pd.DataFrame(rows), args.out, "chapter 2 seed study: python chapters/studies/02_fusion_seeds.py; "
-                    "SynthMSA demo seed 0; demo profile", p.threads)
-    print("wrote", args.out)
-    return 0
+    for name in MODELS:
+        rows.append(run(name, seed, data, p))
+        print(f"seed {seed} {name:>12}: Non0_acc_2 {rows[-1]['Non0_acc_2']:.4f}", flush=True)
+    return rows
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_study(__file__, __doc__, rows_for_seed))

@@ -12,22 +12,18 @@ with a comment line saying when, where and with what it ran.
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from msa_lib import metrics as M, numerics
-from msa_lib.data import load
+from msa_lib import metrics as M
 from msa_lib.data.batch import make_batch
-from msa_lib.io import write_study_csv
 from msa_lib.models import build
 from msa_lib.models.dashfusion import alignment_entropy
-from msa_lib.profiles import profile, seed_everything
+from msa_lib.profiles import seed_everything
 from msa_lib.train import TrainConfig, fit, predict
+
+from _runner import run_study
 
 DASH = dict(preset="synth")
 VARIANTS = {  # label -> (registered model, options); the first five are the chapter's live runs
@@ -58,29 +54,18 @@ def run(label: str, seed: int, data, epochs: int, threads: int) -> dict:
     return row
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="MODEL")
-    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".csv")))
-    args = ap.parse_args(argv)
-    p = profile("demo")
-    seed_everything(0, threads=p.threads)
-    print(numerics.ensure(p.threads))
-    data = load(f"synth:{p.data_size}:0")
+def rows_for_seed(seed: int, data, p, args) -> list[dict]:
     assert M.PRIMARY_KEYS[data.spec.metric_set] == "Non0_acc_2"
     rows = []
-    for seed in args.seeds:
-        for label in args.models:
-            t = time.perf_counter()
-            rows.append(run(label, seed, data, p.epochs, p.threads))
-            print(f"seed {seed} {label:>34}: Non0_acc_2 {rows[-1]['Non0_acc_2']:.4f} "
-                  f"({time.perf_counter() - t:.0f} s)", flush=True)
-    write_study_csv(pd.DataFrame(rows), args.out, "chapter 3 seed study: python chapters/studies/03_dashfusion_seeds.py; "
-                    f"SynthMSA demo seed 0; demo profile ({p.epochs} epochs)", p.threads)
-    print("wrote", args.out)
-    return 0
+    for label in args.models:
+        rows.append(run(label, seed, data, p.epochs, p.threads))
+        print(f"seed {seed} {label:>34}: Non0_acc_2 {rows[-1]['Non0_acc_2']:.4f}", flush=True)
+    return rows
+
+
+def models_option(ap) -> None:
+    ap.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="MODEL")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_study(__file__, __doc__, rows_for_seed, add_arguments=models_option))

@@ -14,24 +14,21 @@ exactly (the chapter checks it).
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from msa_lib import metrics as M, numerics
-from msa_lib.data import load
-from msa_lib.io import write_study_csv
+from msa_lib import metrics as M
 from msa_lib.missing import PATTERNS, random_missing
 from msa_lib.models import build, make_config
 from msa_lib.models.lnln import lnln_train_corruption
-from msa_lib.profiles import profile, seed_everything
+from msa_lib.profiles import seed_everything
 from msa_lib.train import TrainConfig, fit, predict, robustness_sweep
+
+from _runner import run_study
 
 RATES = [round(0.1 * i, 1) for i in range(10)]
 MASK_SEEDS = (0, 1)
@@ -64,7 +61,7 @@ def evaluate_row(model, label: str, seed: int, data, key: str, fill: str, unk) -
     return {k: round(float(v), 4) if isinstance(v, (float, np.floating)) else v for k, v in row.items()}
 
 
-def run_seed(seed: int, data, p) -> list[dict]:
+def rows_for_seed(seed: int, data, p, args=None) -> list[dict]:
     spec = data.spec
     key = M.PRIMARY_KEYS[spec.metric_set]
     fill = "unk" if spec.unk_vector is not None else "zero"
@@ -95,25 +92,5 @@ def run_seed(seed: int, data, p) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".csv")))
-    args = ap.parse_args(argv)
-    p = profile("demo")
-    seed_everything(0, threads=p.threads)
-    print(numerics.ensure(p.threads))
-    data = load(f"synth:{p.data_size}:0")
-    rows = []
-    for seed in args.seeds:
-        t = time.perf_counter()
-        rows += run_seed(seed, data, p)
-        print(f"seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
-    write_study_csv(pd.DataFrame(rows), args.out, "chapter 4 seed study: python chapters/studies/04_lnln_seeds.py; "
-                    f"SynthMSA demo seed 0; demo profile", p.threads)
-    print("wrote", args.out)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_study(__file__, __doc__, rows_for_seed))
