@@ -77,8 +77,8 @@ def lr_factor(step: int, total: int, warmup_steps: int, schedule: str) -> float:
 def epoch_lr_factor(epoch: int, epochs: int, warmup_epochs: int, schedule: str) -> float:
     """Multiplier of the base learning rate in ``epoch`` (0-based) when the lr changes once per epoch.
 
-    Warm-up from 0: epoch e < W trains with e / W (the first epoch with lr 0, as LNLN's
-    code); then ``schedule`` over the remaining epochs, starting at its peak.
+    Warm-up from 0: epoch e <= W trains with e / W (epoch 0 at lr 0, as LNLN's code, and
+    epoch W at the peak); then ``schedule`` over the remaining epochs, from its peak.
     """
     if warmup_epochs > 0 and epoch <= warmup_epochs:
         return epoch / warmup_epochs
