@@ -152,9 +152,9 @@ def apply(threads: int | None = None) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def problems(threads: int = THREADS) -> list[str]:
-    """How the running process departs from the pinned settings (empty when it does not)."""
-    state = active()
+def problems(threads: int = THREADS, state: dict | None = None) -> list[str]:
+    """How the running process (or ``state``, from ``active()``) departs from the pinned settings."""
+    state = state or active()
     found = [f"{key} is {state[key]!r}, pinned {want!r}" for key, want in EXPECTED.items() if state[key] != want]
     for key in ("torch_threads", "mkl_threads"):
         if state[key] != threads:
@@ -171,8 +171,9 @@ def describe(threads: int = THREADS) -> str:
     if opted_out():
         return f"numerics: machine defaults ({OPT_OUT}=native); not bit-for-bit comparable with the book"
     state = active()
-    if problems(threads):
-        return "numerics: NOT pinned (" + "; ".join(problems(threads)) + ")"
+    found = problems(threads, state)
+    if found:
+        return "numerics: NOT pinned (" + "; ".join(found) + ")"
     return (f"numerics: pinned (PyTorch kernels {state['cpu_capability']}, MKL CNR {state['mkl_cnr']}, "
             f"{state['torch_threads']} threads, deterministic algorithms)")
 
@@ -183,15 +184,14 @@ def ensure(threads: int = THREADS) -> str:
     Chapters call this first, so that running one with other numerics happens only on
     purpose (``MSA_NUMERICS=native``), never by accident.
     """
-    if unsupported_reason() or opted_out():
-        return describe(threads)
-    found = problems(threads)
-    if found:
-        raise RuntimeError(
-            "this process does not run the book's pinned numerics: " + "; ".join(found) + ". "
-            f"Use the '{KERNEL_NAME}' Jupyter kernel (installed by `make setup`; `make lab` starts "
-            "Jupyter with it), or import msa_lib before torch computes anything, or set "
-            f"{OPT_OUT}=native to run with this machine's defaults on purpose.")
+    if not (unsupported_reason() or opted_out()):
+        found = problems(threads)
+        if found:
+            raise RuntimeError(
+                "this process does not run the book's pinned numerics: " + "; ".join(found) + ". "
+                f"Use the '{KERNEL_NAME}' Jupyter kernel (installed by `make setup`; `make lab` starts "
+                "Jupyter with it), or import msa_lib before torch computes anything, or set "
+                f"{OPT_OUT}=native to run with this machine's defaults on purpose.")
     return describe(threads)
 
 
