@@ -28,7 +28,7 @@ export MKL_NUM_THREADS := 2
 endif
 endif
 
-.PHONY: setup test test-lib bench clean vendor execute book lab
+.PHONY: setup test test-lib bench clean vendor execute book lab student
 CHAPTERS := $(sort $(wildcard chapters/*.ipynb))
 CHAPTER ?= $(CHAPTERS)
 VENDOR := $(BUILD)/vendor/.stamp
@@ -71,6 +71,12 @@ execute: setup
 book: setup vendor execute
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/$(BUILD)/html/index.html"
+
+# The student edition: every chapter without its solutions (answer cells for the
+# self-checks instead) and its HTML book, in $(BUILD)/student.
+student: setup vendor
+	@mkdir -p $(BUILD)/home
+	$(PY) -m msa_lib student --build
 
 test-lib: setup
 	$(PY) -m pytest tests -m "not notebooks and not book"

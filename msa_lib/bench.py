@@ -15,6 +15,7 @@ steps after two warm-up steps.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -179,27 +180,33 @@ def bench_official_one(name: str, finetune: bool, data: str, bert: str, steps: i
             "params_without_bert": model.n_params(trainable_only=False) - bert_params,
             "params_with_bert": model.n_params(trainable_only=False),
             "official_step_s": official, "ratio_to_official": round(sec / official, 2) if official else None,
+            "huge_pages": os.environ.get("THP_MEM_ALLOC_ENABLE", "0") == "1",
             "threads": torch.get_num_threads(), "numerics": numerics.mode(),
             "cpu": torch.backends.cpu.get_cpu_capability()}
 
 
-def run_official_bench(root, steps: int = 2, out: str | None = None, models=("lnln", "dashfusion")) -> pd.DataFrame:
-    """Every (model, BERT fine-tuned/frozen) row, each in its own subprocess (its own peak memory)."""
+def run_official_bench(root, steps: int = 2, out: str | None = None, models=("lnln", "dashfusion"),
+                       huge_pages=(True, False)) -> pd.DataFrame:
+    """Every (model, BERT fine-tuned/frozen, huge pages on/off) row, each in its own subprocess
+    (its own peak memory). ``huge_pages``: PyTorch's ``THP_MEM_ALLOC_ENABLE``, which backs large
+    CPU tensors with 2 MB pages (fewer page faults on fresh attention maps; the same bits,
+    ``tests/test_numerics.py``). The official times were measured without it, so the rows
+    with ``huge_pages=False`` are the like-for-like comparison."""
     import platform
     from datetime import date
 
     data, bert = official_inputs(root)
     rows = []
-    for name in models:
-        for finetune in (True, False):
-            args = json.dumps({"name": name, "finetune": finetune, "data": data, "bert": bert, "steps": steps})
-            proc = subprocess.run([sys.executable, "-c", "import json,msa_lib.bench as b;"
-                                   f"print(json.dumps(b.bench_official_one(**json.loads({args!r}))))"],
-                                  capture_output=True, text=True, env=os.environ.copy())
-            if proc.returncode != 0:
-                raise RuntimeError(f"official-configuration benchmark of {name!r} failed:\n{proc.stderr[-2000:]}")
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(rows[-1], flush=True)
+    for name, hp, finetune in itertools.product(models, huge_pages, (True, False)):
+        args = json.dumps({"name": name, "finetune": finetune, "data": data, "bert": bert, "steps": steps})
+        env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1" if hp else "0"}
+        proc = subprocess.run([sys.executable, "-c", "import json,msa_lib.bench as b;"
+                               f"print(json.dumps(b.bench_official_one(**json.loads({args!r}))))"],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"official-configuration benchmark of {name!r} failed:\n{proc.stderr[-2000:]}")
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     df.insert(0, "date", str(date.today()))
     df.insert(1, "device", f"{platform.machine()} CPU, {os.cpu_count()} cores")

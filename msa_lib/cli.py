@@ -1,4 +1,4 @@
-"""Command line: ``python -m msa_lib {data,train,eval,bench,numerics,kernel} ...`` (``--help`` on each).
+"""Command line: ``python -m msa_lib {data,train,eval,bench,numerics,kernel,exercises} ...`` (``--help`` on each).
 
 Errors a user can fix (a wrong model name, a missing file, a malformed pickle) are
 reported as one line on stderr with exit code 2, not as a traceback.
@@ -163,6 +163,39 @@ def cmd_kernel(args) -> None:
     print(f"installed the Jupyter kernel {numerics.KERNEL_NAME!r}: {numerics.install_kernel(args.prefix)}")
 
 
+def cmd_exercises_list(args) -> None:
+    from .exercises import exercises
+    for ex, form in exercises().items():
+        print(f"{ex}: {form}")
+
+
+def cmd_exercises_grade(args) -> None:
+    import pandas as pd
+
+    from .exercises import grade
+    folder = Path(args.folder)
+    if not folder.exists():
+        raise UsageError(f"no such folder: {folder}")
+    df = grade(folder)
+    if df.empty:
+        print(f"no notebooks under {folder}")
+    else:
+        exercise = df["exercise"].replace("", "(notebook)")
+        table = pd.crosstab(exercise, df["verdict"], margins=True, margins_name="total")
+        print(table.to_string())
+    if args.out:
+        write_csv(df, args.out)
+        print(f"wrote {len(df)} rows to {args.out}")
+
+
+def cmd_student(args) -> None:
+    from . import student
+    out = student.write_edition(args.out)
+    print(f"student edition (chapters without solutions) written to {out}")
+    if args.build:
+        print(f"its HTML: {student.build_html(out) / 'index.html'}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m msa_lib", description="msa_lib command line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -224,6 +257,20 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernel", help="install the chapters' Jupyter kernel 'msa-book' (pinned numerics)")
     k.add_argument("--prefix", default=sys.prefix, help="environment to install into (default: this one)")
     k.set_defaults(func=cmd_kernel)
+
+    x = sub.add_parser("exercises", help="list the self-checked exercises, or grade handed-in notebooks")
+    xs = x.add_subparsers(dest="what", required=True)
+    xs.add_parser("list", help="print each exercise id and the form of its answer").set_defaults(
+        func=cmd_exercises_list)
+    g = xs.add_parser("grade", help="re-check the answers in every notebook below FOLDER against the key")
+    g.add_argument("folder", metavar="FOLDER", help="folder of handed-in .ipynb files (searched recursively)")
+    g.add_argument("--out", help="write one row per notebook and exercise as CSV here")
+    g.set_defaults(func=cmd_exercises_grade)
+
+    st = sub.add_parser("student", help="write the student edition (chapters without solutions) and build its HTML")
+    st.add_argument("--out", help="folder to write (default: _build/student in the repository)")
+    st.add_argument("--build", action="store_true", help="also build its HTML book (hide_solutions on)")
+    st.set_defaults(func=cmd_student)
     return p
 
 

@@ -121,6 +121,8 @@ CHECKS = {
             ("the faithful lookup's negatives differ in label as often as random pairs",
              lambda c: abs(c["random_pairs_differ"] - 0.84) <= 0.02),
             ("the official-configuration step is recorded", lambda c: c["official_step_finetuned_s"] > 0),
+            ("official configuration: huge pages speed up DashFusion's step",
+             lambda c: c["huge_pages_speedup_finetuned"] > 1.0),
         ],
         "smoke": [
             ("numbers are accuracies", lambda c: all(0.0 <= c[k] <= 1.0 for k in
@@ -184,6 +186,8 @@ CHECKS = {
             ("swapped F1 flatters a one-sided predictor",
              lambda c: c["f1_allpos_swapped"] > c["f1_allpos_correct"] + 0.2),
             ("for LNLN the two F1 orders agree within a point", lambda c: c["lnln_f1_order_max_gap"] < 0.01),
+            ("official configuration: huge pages slow LNLN's step a little",
+             lambda c: 0.8 <= c["huge_pages_speedup_finetuned"] < 1.0),
         ],
         "smoke": [
             ("accuracies are fractions", lambda c: all(0.0 <= c[k] <= 1.0 for k in c if k.startswith("mean_"))),

@@ -93,3 +93,44 @@ def test_text_encoder_features_and_hf_offline(tmp_path):
 def test_bundled_minilm_loads_offline():
     enc = TextEncoder(0, 8, kind="minilm")
     assert enc.pretrained.config.hidden_size == 384
+
+
+def test_dropout_bits_has_dropouts_distribution_and_gradient():
+    from msa_lib.layers import dropout_bits
+    x = torch.ones(1001, 1003, requires_grad=True)                  # odd size: not a multiple of 8
+    torch.manual_seed(0)
+    y = dropout_bits(x, 0.5)
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+    assert abs((y > 0).float().mean().item() - 0.5) < 0.002           # ~1e6 draws: sd 5e-4
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())                            # gradient = mask / (1 - p)
+    torch.manual_seed(0)
+    assert torch.equal(dropout_bits(x.detach(), 0.5), y.detach())     # seeded
+    assert not torch.equal(dropout_bits(x.detach(), 0.5), y.detach())
+    # neighbouring elements come from different bits of one byte: their masks must be independent
+    keep = (y.detach() > 0).view(-1)
+    agree = (keep[:-1] == keep[1:]).float().mean().item()
+    assert abs(agree - 0.5) < 0.003
+    assert torch.equal(dropout_bits(x.detach(), 0.5, training=False), x.detach())
+    torch.manual_seed(1)
+    a = dropout_bits(x.detach(), 0.3)
+    torch.manual_seed(1)
+    assert torch.equal(a, torch.nn.functional.dropout(x.detach(), 0.3, True))   # other p: torch's dropout
+
+
+def test_dashfusion_long_attention_with_dropout_is_unbiased():
+    """The CPU path for long sequences with dropout averages to the attention without dropout."""
+    from msa_lib.models.dashfusion import LONG_ATTENTION, attend
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 130, 4) for _ in range(3))
+    assert 130 * 130 > LONG_ATTENTION
+    key_mask = torch.ones(2, 130, dtype=torch.bool)
+    key_mask[1, 100:] = False
+    drop = torch.nn.Dropout(0.5).train()
+    clean, _ = attend(q, k, v, 0.5, key_mask, None, need_weights=False)
+    mean = sum(attend(q, k, v, 0.5, key_mask, drop, need_weights=False)[0] for _ in range(400)) / 400
+    one = attend(q, k, v, 0.5, key_mask, drop, need_weights=False)[0]
+    assert (mean - clean).abs().mean() < 0.1 * (one - clean).abs().mean()   # 400 draws: about 1/20
+    v2 = v.clone()
+    v2[1, :, 100:] = 1e6                                              # masked keys must not leak
+    assert torch.allclose(attend(q, k, v2, 0.5, key_mask, drop.eval(), need_weights=False)[0][1], clean[1])

@@ -149,3 +149,25 @@ def test_a_chapter_refuses_to_run_unpinned_by_accident():
 def test_a_wrong_opt_out_value_is_an_error():
     with pytest.raises(ValueError, match="MSA_NUMERICS"):
         numerics.opted_out({"MSA_NUMERICS": "fast"})
+
+
+BIG = """
+import hashlib, torch
+import msa_lib  # noqa: F401
+torch.manual_seed(0)
+x = torch.randn(64, 8, 300, 300)                       # 184 MB: allocated in huge pages when enabled
+w = (x @ x.transpose(-2, -1)).softmax(-1) @ x
+print(hashlib.sha256(w.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_huge_pages_change_no_bits():
+    """THP_MEM_ALLOC_ENABLE=1 (PyTorch's 2 MB pages for large CPU tensors, an option of
+    `bench --official`) changes speed only: the same computation gives the same bits."""
+    digests = {}
+    for flag in ("0", "1"):
+        done = subprocess.run([sys.executable, "-c", BIG], env=clean_env(THP_MEM_ALLOC_ENABLE=flag),
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests[flag] = done.stdout.split()[-1]
+    assert digests["0"] == digests["1"]

@@ -65,3 +65,23 @@ class VariationalEncoder(nn.Module):
     @staticmethod
     def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(-1).mean()
+
+
+def dropout_bits(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``F.dropout(x, p, training)``, drawn from random bits when ``p == 0.5``.
+
+    Each element is kept with probability 1/2 and doubled, as torch's dropout does, but one
+    random byte decides eight elements (``torch.randint``) where torch draws one random number
+    per element. On a CPU that makes dropout on a MOSI-sized attention map (112 x 8 x 501 x 501
+    weights) about four times faster (``python -m msa_lib bench --official`` records the step
+    time). Any other ``p`` goes to ``F.dropout`` unchanged. The masks differ from torch's for
+    the same seed (another random stream); their distribution is the same.
+    """
+    if not training or p == 0.0:
+        return x
+    if p != 0.5:
+        return nn.functional.dropout(x, p, True)
+    n, shifts = x.numel(), torch.arange(8, dtype=torch.uint8, device=x.device)
+    byte = torch.randint(0, 256, ((n + 7) // 8, 1), dtype=torch.uint8, device=x.device)
+    keep = ((byte >> shifts) & 1).view(-1)[:n].view(x.shape)                         # 0 or 1, uint8
+    return x * keep.to(x.dtype).mul_(2.0)                                           # kept elements / (1 - p)
