@@ -28,7 +28,7 @@ export MKL_NUM_THREADS := 2
 endif
 endif
 
-.PHONY: setup test test-lib bench clean vendor execute book lab student
+.PHONY: setup test test-lib bench clean vendor execute book lab student browser pdf
 CHAPTERS := $(sort $(wildcard chapters/*.ipynb))
 CHAPTER ?= $(CHAPTERS)
 VENDOR := $(BUILD)/vendor/.stamp
@@ -52,8 +52,12 @@ vendor: $(VENDOR)
 
 $(VENDOR): book/package.json book/package-lock.json
 	cd book && npm ci --no-audit --no-fund --loglevel=error
-	rm -rf $(BUILD)/vendor && mkdir -p $(BUILD)/vendor/html-manager
-	cp -r book/node_modules/mathjax/es5 $(BUILD)/vendor/mathjax && rm -rf $(BUILD)/vendor/mathjax/sre
+	rm -rf $(BUILD)/vendor && mkdir -p $(BUILD)/vendor/html-manager $(BUILD)/vendor/mathjax/input $(BUILD)/vendor/mathjax/output
+	@# only what the book loads: the TeX-to-CHTML bundle, TeX extensions it may autoload, the CHTML
+	@# fonts, and the menu / accessibility components (not the SVG, MathML or speech builds)
+	cd book/node_modules/mathjax/es5 && cp tex-chtml.js $(CURDIR)/$(BUILD)/vendor/mathjax/ && \
+	  cp -r ui a11y $(CURDIR)/$(BUILD)/vendor/mathjax/ && cp -r input/tex $(CURDIR)/$(BUILD)/vendor/mathjax/input/ && \
+	  cp -r output/chtml $(CURDIR)/$(BUILD)/vendor/mathjax/output/
 	cp book/node_modules/requirejs/require.js $(BUILD)/vendor/require.js
 	cd book/node_modules/@jupyter-widgets/html-manager/dist && \
 	  cp embed-amd.js *.woff2 *.woff *.ttf *.eot *.svg $(CURDIR)/$(BUILD)/vendor/html-manager/
@@ -67,10 +71,42 @@ execute: setup
 	@for nb in $(CHAPTER); do echo "== $$nb"; \
 	  $(PY) -m papermill "$$nb" "$$nb" -k msa-book --cwd chapters --no-progress-bar --log-level WARNING || exit 1; done
 
-# Fresh clone -> set-up -> every chapter executed -> HTML book.
-book: setup vendor execute
+# The HTML book from the committed chapter outputs (which `make test` re-runs and checks
+# with nbval); nothing tracked is touched. EXECUTE=1 first re-executes every chapter into
+# $(BUILD)/executed (a copy of the book) and builds that instead.
+EXECUTE ?= 0
+book: setup vendor
+ifeq ($(EXECUTE),1)
+	@mkdir -p $(BUILD)/home
+	$(PY) -m msa_lib student --teacher --out $(BUILD)/executed
+	@for nb in $(BUILD)/executed/chapters/*.ipynb; do echo "== $$nb"; \
+	  $(PY) -m papermill "$$nb" "$$nb" -k msa-book --cwd $(BUILD)/executed/chapters --no-progress-bar \
+	    --log-level WARNING || exit 1; done
+	$(VENV)/bin/jupyter-book build $(BUILD)/executed -W -n --keep-going
+	@echo "The book is at $(CURDIR)/$(BUILD)/executed/_build/html/index.html"
+else
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/$(BUILD)/html/index.html"
+endif
+
+# The whole book as one PDF, printed from its single-page HTML by headless Chromium (no TeX).
+pdf: setup vendor browser
+	@mkdir -p $(BUILD)/home
+	$(PY) -c "from msa_lib.publish import build_pdf; print('The PDF is at', build_pdf())"
+
+# The browser check of `make test` needs headless Chromium and its driver: installed here
+# where this user may install Debian packages, otherwise one message says what to install.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver for the browser check"; \
+	    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; \
+	  fi; \
+	  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	    echo "make test needs headless Chromium for its browser check. Install the Debian/Ubuntu packages" \
+	         "'chromium' and 'chromium-driver' (sudo apt-get install chromium chromium-driver), or run" \
+	         "'make test-lib' for the library tests alone."; exit 2; fi; fi
 
 # The student edition: every chapter without its solutions (answer cells for the
 # self-checks instead) and its HTML book, in $(BUILD)/student.
@@ -91,7 +127,7 @@ NBVAL_DIR := $(BUILD)/nbval
 NBVAL_SOURCE ?= git
 NBVAL_MODE = $(shell $(PY) -m msa_lib numerics --supported >/dev/null 2>&1 && [ "$(MSA_NUMERICS)" != native ] \
                && echo strict || echo lax)
-test: setup vendor
+test: setup vendor browser
 	@mkdir -p $(BUILD)/home
 	@rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR)
 	@if [ "$(NBVAL_SOURCE)" = git ] && git rev-parse --verify -q HEAD >/dev/null 2>&1; then \

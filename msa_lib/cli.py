@@ -190,8 +190,8 @@ def cmd_exercises_grade(args) -> None:
 
 def cmd_student(args) -> None:
     from . import student
-    out = student.write_edition(args.out)
-    print(f"student edition (chapters without solutions) written to {out}")
+    out = student.write_edition(args.out, student=not args.teacher)
+    print(f"{'a copy of the book' if args.teacher else 'student edition (chapters without solutions)'} written to {out}")
     if args.build:
         print(f"its HTML: {student.build_html(out) / 'index.html'}")
 
@@ -270,6 +270,7 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("student", help="write the student edition (chapters without solutions) and build its HTML")
     st.add_argument("--out", help="folder to write (default: _build/student in the repository)")
     st.add_argument("--build", action="store_true", help="also build its HTML book (hide_solutions on)")
+    st.add_argument("--teacher", action="store_true", help="copy the book unchanged, solutions included")
     st.set_defaults(func=cmd_student)
     return p
 

@@ -75,3 +75,83 @@ def sequence_plot(x: np.ndarray, length: int, title: str, ax=None, channels=None
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("frame")
     return ax
+
+
+# ---------------------------------------------------------------------------------------------
+# Interactive figures that work without a kernel
+# ---------------------------------------------------------------------------------------------
+
+_CONTROL_JS = """(function () {
+  var root = document.getElementById("%(id)s");
+  var states = JSON.parse(root.querySelector("script.msa-states").textContent);
+  var inputs = root.querySelectorAll("[data-msa-control]");
+  function key() {
+    return Array.prototype.map.call(inputs, function (el) {
+      return el.type === "checkbox" ? (el.checked ? "1" : "0") : el.value;
+    }).join("|");
+  }
+  function show() {
+    Array.prototype.forEach.call(inputs, function (el) {
+      var label = el.parentNode.querySelector(".msa-value");
+      if (label) { label.textContent = JSON.parse(el.dataset.labels)[+el.value]; }
+    });
+    root.querySelector(".msa-out").innerHTML = states[key()];
+  }
+  Array.prototype.forEach.call(inputs, function (el) { el.addEventListener("input", show); });
+  show();
+})();"""
+
+
+def precomputed_controls(controls: list[dict], render, title: str = ""):
+    """An interactive figure whose every state is computed now, so it works in the static HTML
+    book (a few lines of JavaScript swap the states) as well as in Jupyter.
+
+    controls: a list of dicts, in the order ``render`` takes its arguments:
+      ``{"name": "clip", "kind": "select", "options": [(label, value), ...], "default": index}``,
+      ``{"name": "text", "kind": "checkbox", "default": True}`` (values False / True), or
+      ``{"name": "r", "kind": "slider", "options": [(label, value), ...], "default": index}``.
+    render: ``render(*values) -> str`` (HTML of one state); called once per combination of
+    values, so keep the number of combinations small.
+    Returns an ``IPython.display.HTML``; the page shows the default state without JavaScript.
+    """
+    import hashlib
+    import html
+    import itertools
+    import json
+
+    from IPython.display import HTML
+
+    choices = []
+    for c in controls:
+        if c["kind"] == "checkbox":
+            choices.append([(str(int(v)), v) for v in (False, True)])
+        elif c["kind"] in ("select", "slider"):
+            choices.append([(str(i), value) for i, (_, value) in enumerate(c["options"])])
+        else:
+            raise ValueError(f"control {c.get('name')!r}: kind must be select, checkbox or slider, got {c['kind']!r}")
+    states = {"|".join(k for k, _ in combo): render(*(v for _, v in combo)) for combo in itertools.product(*choices)}
+    default = "|".join(str(int(c.get("default", True))) if c["kind"] == "checkbox" else str(c.get("default", 0))
+                       for c in controls)
+    blob = json.dumps(states, sort_keys=True).replace("</", "<\\/")
+    uid = "msa-" + hashlib.sha1(blob.encode()).hexdigest()[:12]
+    parts = [f'<div class="msa-controls" id="{uid}">']
+    if title:
+        parts.append(f"<div><b>{html.escape(title)}</b></div>")
+    for c, keys in zip(controls, default.split("|")):
+        name = html.escape(c["name"])
+        if c["kind"] == "select":
+            opts = "".join(f'<option value="{i}"{" selected" if str(i) == keys else ""}>{html.escape(str(label))}</option>'
+                           for i, (label, _) in enumerate(c["options"]))
+            parts.append(f'<label>{name} <select data-msa-control>{opts}</select></label>')
+        elif c["kind"] == "checkbox":
+            parts.append(f'<label><input type="checkbox" data-msa-control{" checked" if keys == "1" else ""}> '
+                         f"{name}</label>")
+        else:
+            labels = html.escape(json.dumps([str(label) for label, _ in c["options"]]))
+            parts.append(f'<label>{name} <input type="range" min="0" max="{len(c["options"]) - 1}" step="1" '
+                         f'value="{keys}" data-msa-control data-labels="{labels}"> '
+                         f'<span class="msa-value">{html.escape(str(c["options"][int(keys)][0]))}</span></label>')
+    parts.append(f'<div class="msa-out">{states[default]}</div>')
+    parts.append(f'<script type="application/json" class="msa-states">{blob}</script>')
+    parts.append(f"<script>{_CONTROL_JS % {'id': uid}}</script></div>")
+    return HTML("\n".join(parts))

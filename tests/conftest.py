@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from types import SimpleNamespace
 
 import msa_lib  # noqa: F401  (first: pins the CPU numerics before torch computes anything)
@@ -81,3 +82,12 @@ def tiny_bert_root(tmp_path_factory):
     for name in ("bert-base-uncased", "bert-base-chinese"):
         write_random_bert(root / name, hidden=32, layers=2, heads=2, intermediate=64)
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """The browser tests need headless Chromium: without it, stop at once with one message."""
+    needs_browser = [i for i in items if "browser" in getattr(i, "fixturenames", ())]
+    if needs_browser and not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.exit("the browser check needs headless Chromium: install the Debian/Ubuntu packages 'chromium' "
+                    "and 'chromium-driver' (sudo apt-get install chromium chromium-driver), or deselect it "
+                    "with -m 'not book'", returncode=3)

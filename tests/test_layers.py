@@ -134,3 +134,30 @@ def test_dashfusion_long_attention_with_dropout_is_unbiased():
     v2 = v.clone()
     v2[1, :, 100:] = 1e6                                              # masked keys must not leak
     assert torch.allclose(attend(q, k, v2, 0.5, key_mask, drop.eval(), need_weights=False)[0][1], clean[1])
+
+
+def test_precomputed_controls_hold_every_state_and_show_the_default():
+    import json
+    import re
+
+    from msa_lib import viz
+    calls = []
+
+    def render(clip, text, r):
+        calls.append((clip, text, r))
+        return f"<pre>clip {clip} text {text} r {r}</pre>"
+
+    out = viz.precomputed_controls([
+        {"name": "clip", "kind": "select", "options": [("first", 7), ("second", 9)], "default": 1},
+        {"name": "text", "kind": "checkbox", "default": True},
+        {"name": "r", "kind": "slider", "options": [("0.0", 0.0), ("0.5", 0.5), ("0.9", 0.9)], "default": 2},
+    ], render).data
+    assert len(calls) == 2 * 2 * 3
+    states = json.loads(re.search(r'class="msa-states">(.*?)</script>', out, re.S).group(1).replace("<\\/", "</"))
+    assert states["0|1|2"] == "<pre>clip 7 text True r 0.9</pre>" and states["1|0|0"] == "<pre>clip 9 text False r 0.0</pre>"
+    shown = re.search(r'<div class="msa-out">(.*?)</div>', out, re.S).group(1)
+    assert shown == states["1|1|2"]                                   # the default state, without JavaScript
+    again = viz.precomputed_controls([{"name": "r", "kind": "slider", "options": [("a", 1), ("b", 2)]}], str).data
+    assert again == viz.precomputed_controls([{"name": "r", "kind": "slider", "options": [("a", 1), ("b", 2)]}], str).data
+    with pytest.raises(ValueError, match="kind"):
+        viz.precomputed_controls([{"name": "x", "kind": "knob"}], str)
