@@ -10,6 +10,9 @@ Three protocols from the literature (see the foundations spec, section 5):
   modalities are removed entirely (MMIN-style "specific modality missing").
 * ``modality_dropout`` -- whole-modality dropout for training: each (sample, modality)
   is removed with probability ``p``, always keeping at least one modality.
+* ``modality_keep_matrix`` / ``apply_keep_matrix`` -- the modality-level protocol of
+  GCNet, DiCMoR, IMDer, HME and CyIN: a per-sample keep matrix over (text, audio, vision)
+  for a whole split, with an overall missing rate MR and at least one modality per sample.
 
 Every random draw comes from a counter-based hash of (seed, stream, sample index,
 position), so the same (seed, sample) gives the same mask whatever the batch order,
@@ -175,6 +178,58 @@ def modality_dropout(batch: Batch, p: float, seed: int = 0, epoch: int = 0, text
     none_left = ~present.any(1)
     chosen = (rescue * 3).long().clamp(max=2)
     present[none_left, chosen[none_left]] = True
+    keep = {m: present[:, mi:mi + 1].to(batch.mask(m).device).expand_as(batch.mask(m))
+            for mi, m in enumerate(MODALITIES)}
+    keep["text_special"] = keep["text"]
+    return _corrupt(batch, keep, (~present).float(), text_fill, unk_vector, keep_special=True)
+
+
+def modality_keep_matrix(n: int, missing_rate: float, seed: int = 0, max_tries: int = 1000) -> np.ndarray:
+    """Which modalities each of ``n`` samples keeps: (n, 3) bool over (text, audio, vision).
+
+    The generator of GCNet / DiCMoR / IMDer, which HME and CyIN reuse (specs/hme.md 3.1),
+    written from its description:
+
+    * keep = 1 - MR. keep == 1: everything. keep <= 1/3: every sample keeps exactly one
+      modality, drawn uniformly -- so MR = 0.7 really removes 2/3 of the modalities.
+    * Otherwise each sample gets one guaranteed modality (uniform), and every cell is also
+      kept with probability p = (3 keep - 1) / 2, in whole percent, rounded down; the
+      expected kept fraction of the union is then 1/3 + 2p/3 = keep. The whole draw is
+      repeated until the kept fraction is within 0.005 of ``keep``, over max(n, 32) rows
+      that are then cut to n. (The official code estimates p from one trial draw instead
+      of the expectation; its p differs by at most a percent.)
+
+    Deterministic in ``seed``; a row of the matrix belongs to the sample with that index.
+    """
+    if not 0.0 <= missing_rate < 1.0:
+        raise ValueError(f"missing rate MR must be in [0, 1), got {missing_rate}")
+    if n < 1:
+        raise ValueError(f"need at least one sample, got n={n}")
+    keep, rows = 1.0 - missing_rate, max(n, 32)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    if missing_rate == 0.0:
+        return np.ones((n, 3), dtype=bool)
+    one_hot = lambda: np.eye(3, dtype=bool)[rng.integers(0, 3, rows)]      # noqa: E731
+    if keep <= 1.0 / 3.0:
+        return one_hot()[:n]
+    percent = int(np.floor(100.0 * (3.0 * keep - 1.0) / 2.0 + 1e-9))
+    for _ in range(max_tries):
+        matrix = one_hot() | (rng.integers(0, 100, (rows, 3)) < percent)
+        if abs(matrix.mean() - keep) < 0.005:
+            return matrix[:n]
+    raise RuntimeError(f"no keep matrix within 0.005 of {keep:.3f} in {max_tries} draws (n={n})")
+
+
+def apply_keep_matrix(batch: Batch, matrix: np.ndarray, text_fill: str = "zero", unk_vector=None) -> Batch:
+    """Remove the modalities that ``matrix`` (from ``modality_keep_matrix``) drops for each sample.
+
+    Row ``batch.index[i]`` of the matrix decides sample i, so the result does not depend on
+    the batch order or size. A removed modality loses every element (text: its [CLS]/[SEP] too).
+    """
+    idx = batch.index.cpu().numpy()
+    if idx.max(initial=-1) >= len(matrix):
+        raise IndexError(f"sample index {int(idx.max())} but the keep matrix has only {len(matrix)} rows")
+    present = torch.from_numpy(np.asarray(matrix, dtype=bool)[idx])                  # (B, 3)
     keep = {m: present[:, mi:mi + 1].to(batch.mask(m).device).expand_as(batch.mask(m))
             for mi, m in enumerate(MODALITIES)}
     keep["text_special"] = keep["text"]

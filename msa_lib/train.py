@@ -24,7 +24,7 @@ from . import metrics as M
 from .data.batch import Batch, Split, iterate
 from .io import atomic_path
 from .data.spec import DatasetSpec
-from .missing import PATTERNS, apply_pattern, random_missing
+from .missing import PATTERNS, apply_keep_matrix, apply_pattern, modality_keep_matrix, random_missing
 from .profiles import seed_everything
 
 
@@ -252,7 +252,9 @@ def robustness_sweep(model, split: Split, spec: DatasetSpec, protocol: str = "ra
 
     protocol "random": every element of every modality missing with rate r, for r in
     ``rates`` (default 0.0, 0.1, ..., 0.9; LNLN's protocol); "pattern": each of the
-    seven fixed modality subsets. Returns one row per rate/pattern with all metrics.
+    seven fixed modality subsets; "modality": whole modalities missing per sample with
+    overall rate MR in ``rates`` (default 0.0, 0.1, ..., 0.7; GCNet's generator, used by
+    HME and CyIN). Returns one row per rate/pattern with all metrics.
     """
     rows = []
     unk = spec.unk_vector if text_fill == "unk" else None
@@ -267,8 +269,15 @@ def robustness_sweep(model, split: Split, spec: DatasetSpec, protocol: str = "ra
             m = evaluate(model, split, spec, lambda b, p=p: apply_pattern(b, p, text_fill=text_fill, unk_vector=unk),
                          batch_size, device)
             rows.append({"pattern": p, **m})
+    elif protocol == "modality":
+        rates = [round(0.1 * i, 1) for i in range(8)] if rates is None else rates
+        for r in rates:
+            matrix = modality_keep_matrix(len(split), r, seed=seed)
+            m = evaluate(model, split, spec, lambda b, k=matrix: apply_keep_matrix(b, k, text_fill=text_fill,
+                                                                                unk_vector=unk), batch_size, device)
+            rows.append({"rate": r, "effective_rate": float(1.0 - matrix.mean()), **m})
     else:
-        raise ValueError(f"unknown protocol {protocol!r}; use 'random' or 'pattern'")
+        raise ValueError(f"unknown protocol {protocol!r}; use 'random', 'pattern' or 'modality'")
     return pd.DataFrame(rows)
 
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from msa_lib.data.batch import iterate, make_batch
-from msa_lib.missing import (PATTERNS, apply_pattern, hashed_uniform, modality_dropout, random_missing,
-                             sample_train_rates)
+from msa_lib.missing import (PATTERNS, apply_keep_matrix, apply_pattern, hashed_uniform, modality_dropout,
+                             modality_keep_matrix, random_missing, sample_train_rates)
 
 
 def _batch(tiny, idx=None):
@@ -121,3 +121,67 @@ def test_sample_train_rates():
     assert 0.47 < zero < 0.53
     assert abs(r[r > 0].mean().item() - 0.5) < 0.03
     assert not torch.equal(r, sample_train_rates(np.arange(4000), seed=0, epoch=1))
+
+
+# specs/hme.md 3.1: the pattern mix of the GCNet generator on MOSI's 686 test samples
+# (MR: share of complete rows, share of rows with one modality or None if not listed)
+HME_TABLE = {0.1: (0.72, None), 0.2: (0.49, None), 0.3: (0.30, None), 0.4: (0.16, 0.37), 0.5: (0.06, 0.56),
+             0.6: (0.01, 0.79), 0.7: (0.0, 1.0)}
+
+
+@pytest.mark.parametrize("mr", sorted(HME_TABLE))
+def test_modality_keep_matrix_reproduces_the_generators_pattern_mix(mr):
+    complete_share, unimodal_share = HME_TABLE[mr]
+    shares = []
+    for seed in range(5):
+        m = modality_keep_matrix(686, mr, seed=seed)
+        assert m.shape == (686, 3) and m.dtype == bool and m.any(1).all()      # at least one modality kept
+        kept = m.sum(1)
+        shares.append(((kept == 3).mean(), (kept == 1).mean(), 1 - m.mean()))
+    complete, unimodal, effective = np.mean(shares, axis=0)
+    assert abs(complete - complete_share) <= 0.03
+    if unimodal_share is not None:
+        assert abs(unimodal - unimodal_share) <= 0.04
+    # the overall rate is MR, except that MR = 0.7 keeps exactly one modality: 2/3 missing
+    assert abs(effective - (2 / 3 if mr == 0.7 else mr)) <= (1e-9 if mr == 0.7 else 0.005 + 0.005)
+
+
+def test_modality_keep_matrix_edges_and_seeds():
+    assert modality_keep_matrix(10, 0.0).all()
+    assert (modality_keep_matrix(5, 0.8).sum(1) == 1).all()
+    a, b = modality_keep_matrix(200, 0.3, seed=1), modality_keep_matrix(200, 0.3, seed=1)
+    assert np.array_equal(a, b) and not np.array_equal(a, modality_keep_matrix(200, 0.3, seed=2))
+    small = modality_keep_matrix(5, 0.3, seed=0)                                # rows drawn for 32, cut to 5
+    assert small.shape == (5, 3) and small.any(1).all()
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="MR"):
+            modality_keep_matrix(10, bad)
+
+
+def test_apply_keep_matrix_removes_whole_modalities_by_sample_index(tiny):
+    matrix = modality_keep_matrix(len(tiny.train), 0.5, seed=3)
+    b = _batch(tiny)
+    out = apply_keep_matrix(b, matrix)
+    present = out.present().numpy()
+    assert np.array_equal(present, matrix[np.arange(32)])
+    for i, m in enumerate(("text", "audio", "vision")):
+        gone = ~matrix[np.arange(32), i]
+        assert not out.avail(m)[torch.from_numpy(gone)].any()                   # every element of it removed
+        if m != "text":
+            assert torch.all(out.features(m)[torch.from_numpy(gone)] == 0)
+    shuffled = np.random.default_rng(0).permutation(32)                         # batch order does not matter
+    again = apply_keep_matrix(_batch(tiny, shuffled), matrix)
+    assert np.array_equal(again.present().numpy(), matrix[shuffled])
+    with pytest.raises(IndexError, match="rows"):
+        apply_keep_matrix(b, matrix[:10])
+
+
+def test_robustness_sweep_modality_protocol(tiny):
+    from msa_lib.models import build
+    from msa_lib.train import robustness_sweep
+    torch.manual_seed(0)
+    model = build("early_fusion", tiny.spec, d_model=8)
+    df = robustness_sweep(model, tiny.test, tiny.spec, "modality")
+    assert list(df["rate"]) == [round(0.1 * i, 1) for i in range(8)]
+    assert df.loc[df.rate == 0.0, "effective_rate"].item() == 0.0
+    assert abs(df.loc[df.rate == 0.7, "effective_rate"].item() - 2 / 3) < 1e-9
