@@ -178,6 +178,12 @@ def modality_dropout(batch: Batch, p: float, seed: int = 0, epoch: int = 0, text
     none_left = ~present.any(1)
     chosen = (rescue * 3).long().clamp(max=2)
     present[none_left, chosen[none_left]] = True
+    return _remove_modalities(batch, present, text_fill, unk_vector)
+
+
+def _remove_modalities(batch: Batch, present: torch.Tensor, text_fill: str, unk_vector) -> Batch:
+    """Remove, per sample, every element of the modalities whose ``present`` (B, 3) entry is False
+    (a removed text loses its [CLS]/[SEP] too)."""
     keep = {m: present[:, mi:mi + 1].to(batch.mask(m).device).expand_as(batch.mask(m))
             for mi, m in enumerate(MODALITIES)}
     keep["text_special"] = keep["text"]
@@ -230,10 +236,7 @@ def apply_keep_matrix(batch: Batch, matrix: np.ndarray, text_fill: str = "zero",
     if idx.max(initial=-1) >= len(matrix):
         raise IndexError(f"sample index {int(idx.max())} but the keep matrix has only {len(matrix)} rows")
     present = torch.from_numpy(np.asarray(matrix, dtype=bool)[idx])                  # (B, 3)
-    keep = {m: present[:, mi:mi + 1].to(batch.mask(m).device).expand_as(batch.mask(m))
-            for mi, m in enumerate(MODALITIES)}
-    keep["text_special"] = keep["text"]
-    return _corrupt(batch, keep, (~present).float(), text_fill, unk_vector, keep_special=True)
+    return _remove_modalities(batch, present, text_fill, unk_vector)
 
 
 def sample_train_rates(index, seed: int, epoch: int, p_complete: float = 0.5, exact: bool = False) -> torch.Tensor:

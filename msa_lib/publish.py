@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 
 from .profiles import REPO_ROOT
-from .student import write_edition
+from .student import build_html, write_edition
 
 PRINTED = {"hide-input": "remove-input", "hide-output": "remove-output", "hide-cell": "remove-cell"}
 
@@ -45,12 +44,7 @@ def build_pdf(out: str | Path | None = None, source: str | Path | None = None, b
             tags = cell.metadata.get("tags", [])
             cell.metadata["tags"] = [PRINTED.get(t, t) for t in tags]
         nbformat.write(nb, path)
-    jb = Path(sys.executable).with_name("jupyter-book")
-    proc = subprocess.run([str(jb), "build", str(copy), "--builder", "singlehtml", "-W", "-n", "--keep-going"],
-                          capture_output=True, text=True, cwd=copy)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the single-page HTML build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    page = copy / "_build" / "singlehtml" / "index.html"
+    page = build_html(copy, builder="singlehtml") / "index.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
     proc = subprocess.run([chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",

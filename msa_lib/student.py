@@ -105,12 +105,12 @@ def write_edition(out: str | Path | None = None, source: str | Path | None = Non
     return out
 
 
-def build_html(edition: str | Path) -> Path:
-    """Build the HTML of a written edition (warnings are errors); returns the html folder."""
+def build_html(edition: str | Path, builder: str = "html") -> Path:
+    """Build a written edition with Jupyter Book (warnings are errors); returns the output folder."""
     edition = Path(edition)
     jb = Path(sys.executable).with_name("jupyter-book")
-    proc = subprocess.run([str(jb), "build", str(edition), "-W", "-n", "--keep-going"],
+    proc = subprocess.run([str(jb), "build", str(edition), "--builder", builder, "-W", "-n", "--keep-going"],
                           capture_output=True, text=True, cwd=edition)
     if proc.returncode != 0:
-        raise RuntimeError(f"the student edition's book build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return edition / "_build" / "html"
+        raise RuntimeError(f"the book build ({builder}) of {edition} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return edition / "_build" / builder
