@@ -255,3 +255,18 @@ def sample_train_rates(index, seed: int, epoch: int, p_complete: float = 0.5, ex
     else:
         complete = u < p_complete
     return torch.where(complete, torch.zeros_like(r), r)
+
+
+def train_keep_matrix(n: int, rate: float, rates: tuple, seed: int, epoch: int) -> np.ndarray:
+    """(n, 3) bool keep matrix for one training epoch. ``rates`` empty: one MR for everyone (the
+    official one-model-per-MR protocol); otherwise each sample draws its MR from ``rates``."""
+    base = seed * 100_003 + epoch * 7_919
+    if not rates:
+        return modality_keep_matrix(n, rate, seed=base)
+    choice = (hashed_uniform(seed, 9_000 + epoch, np.arange(n))[:, 0].numpy() * len(rates)).astype(int)
+    out = np.ones((n, 3), dtype=bool)
+    for k, r in enumerate(rates):
+        rows = choice == k
+        if rows.any():
+            out[rows] = modality_keep_matrix(n, r, seed=base + 17 * k + 1)[rows]
+    return out

@@ -39,6 +39,8 @@ class TrainConfig:
     schedule_unit: str = "step"    # "step": the lr changes every step; "epoch": once per epoch, the
     #                                warm-up starting from lr 0 in the first epoch (LNLN's code)
     grad_clip: float | None = 1.0  # max gradient norm (None: no clipping)
+    clip_mode: str = "norm"        # "norm" (the global norm) or "value" (each entry to [-clip, clip]; HME's code)
+    reset_optimizer: bool = False  # a fresh optimizer (Adam moments zeroed) every epoch (HME's code)
     seed: int = 0
     deterministic: bool = False    # ask torch for deterministic kernels
     select_on: str = "loss"        # "loss" (validation loss, MMSA's default) or a metric key
@@ -156,6 +158,8 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
     device = torch.device(device) if device else next(model.parameters()).device
     seed_everything(cfg.seed, cfg.deterministic, cfg.threads)
     model.to(device)
+    if cfg.clip_mode not in ("norm", "value"):
+        raise ValueError(f"clip_mode must be 'norm' or 'value', got {cfg.clip_mode!r}")
     optimizer = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -188,6 +192,10 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
     for epoch in epochs:
         t_epoch = time.perf_counter()
         model.on_epoch_start(epoch, data.train, device, seed=cfg.seed)
+        if cfg.reset_optimizer and epoch > start_epoch:     # new moments; the schedule keeps its place
+            optimizer = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr)
+            offset = epoch * steps_per_epoch
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s, o=offset: factor(s + o))
         model.train()
         sums, n_seen = {}, 0
         for batch in iterate(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch):
@@ -200,7 +208,9 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
                                          f"try a lower learning rate (lr={cfg.lr}) or gradient clipping")
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
-            if cfg.grad_clip:
+            if cfg.grad_clip and cfg.clip_mode == "value":
+                torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
+            elif cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()

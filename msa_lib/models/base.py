@@ -50,7 +50,13 @@ class MSAModel(nn.Module):
         return {"task": task, "total": task}
 
     def train_batch(self, batch: Batch, epoch: int, seed: int) -> Batch:
-        """Training-time corruption of a clean batch (default: whole-modality dropout if configured)."""
+        """Training-time corruption of a clean batch. Default: the epoch's modality keep matrix if the
+        config asks for one (``train_missing_rate`` / ``train_missing_rates``), then whole-modality
+        dropout if configured (``modality_dropout``)."""
+        keep = getattr(self, "_train_keep", None)
+        if keep is not None:
+            from ..missing import apply_keep_matrix
+            batch = apply_keep_matrix(batch, keep)
         p = getattr(self.cfg, "modality_dropout", 0.0)
         if p > 0:
             from ..missing import modality_dropout
@@ -58,7 +64,16 @@ class MSAModel(nn.Module):
         return batch
 
     def on_epoch_start(self, epoch: int, train_split, device, seed: int = 0) -> None:
-        """Called by the trainer before each training epoch with the run's seed (no-op by default)."""
+        """Called by the trainer before each training epoch with the run's seed. Default: draw the
+        epoch's modality keep matrix over the training split when the config sets a missing rate
+        (the GCNet/HME protocol: one MR for every sample, or each sample's MR from a list)."""
+        rate = getattr(self.cfg, "train_missing_rate", 0.0)
+        rates = tuple(getattr(self.cfg, "train_missing_rates", ()))
+        self._train_keep = None
+        if rate or rates:
+            from ..missing import train_keep_matrix
+            keep = train_keep_matrix(len(train_split), rate, rates, seed, epoch)
+            self._train_keep = None if keep.all() else keep
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Decay matrices, not biases, norms, embeddings of size 1-D (nanoGPT's rule)."""

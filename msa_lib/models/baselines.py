@@ -31,6 +31,8 @@ class BaselineConfig:
     finetune_text: bool = False
     use_avail_mask: bool = True  # attend/pool only over observed elements
     modality_dropout: float = 0.0  # whole-modality dropout during training
+    train_missing_rate: float = 0.0  # > 0: whole modalities removed in training with GCNet's keep matrix
+    train_missing_rates: tuple = ()  # non-empty: each training sample draws its MR from these, every epoch
     loss: str = "l1"             # "l1" (MMSA default) or "mse"
     tfn_dim: int = 16            # TFN: size of each unimodal vector before the outer product
     aux_weight: float = 0.5      # late fusion: weight of the unimodal losses
