@@ -195,6 +195,60 @@ CHECKS = {
             ("losses are finite", lambda c: math.isfinite(c["train_adv_last"])),
         ],
     },
+    "05_hme": {
+        "demo": [
+            ("MR 0.7 keeps one modality per clip: effective rate 2/3",
+             lambda c: abs(c["effective_mr_07"] - 2 / 3) < 1e-3 and c["one_kept_07"] == 1.0),
+            ("fewer than a third complete at MR 0.3", lambda c: c["complete_share_03"] < 1 / 3),
+            ("a one-token Perceiver ignores its queries", lambda c: c["one_token_query_change"] < 1e-6),
+            ("every departure from the official run has a reason", lambda c: c["recipe_rows_without_reason"] == 0),
+            ("HME about a point below early fusion with the same sampling",
+             lambda c: -0.025 <= c["hme_minus_best_baseline"] <= -0.005
+             and c["mean_best_baseline"] == c["mean_early_fusion_sampled"]),
+            ("TFN with the same sampling above HME too", lambda c: c["mean_tfn_sampled"] > c["mean_hme"]),
+            ("the sampling is worth about four points to early fusion", lambda c: 0.03 <= c["ef_sampled_minus_ef"] <= 0.05),
+            ("HME above the clean-trained baselines and LNLN",
+             lambda c: c["mean_hme"] > max(c["mean_early_fusion"], c["mean_tfn"], c["mean_lnln"])),
+            ("LNLN between the clean and the sampled baselines",
+             lambda c: max(c["mean_early_fusion"], c["mean_tfn"]) < c["mean_lnln"] < c["mean_early_fusion_sampled"]),
+            ("the gap to the best baseline is about one mask-seed spread",
+             lambda c: 0.5 * c["max_mask_spread"] <= -c["hme_minus_best_baseline"] <= 1.5 * c["max_mask_spread"]),
+            ("HME loses about eight points from MR 0 to 0.7", lambda c: 0.05 <= c["hme_mr0"] - c["hme_mr07"] <= 0.12),
+            ("sigma does not rise when a modality is missing: lower for text, level for audio and vision",
+             lambda c: c["sigma_missing_minus_present_text"] < -0.02
+             and all(abs(c[f"sigma_missing_minus_present_{m}"]) < 0.01 for m in ("audio", "vision"))),
+            ("the clamped confidence is 1 for every clip", lambda c: c["zeta_min"] == 1.0),
+            ("the most confident clips have the larger errors",
+             lambda c: c["spearman_conf_error"] > 0.1 and c["err_high_conf_quintile"] > c["err_low_conf_quintile"] + 0.3),
+            ("the KL falls in training", lambda c: c["train_kl_last"] < 0.7 * c["train_kl_first"]),
+            ("an audio query borrows from most of the bank", lambda c: c["neighbours_per_clip_audio"] > 0.5 * 1500),
+            ("sarcastic clips do not find sarcastic neighbours (within 2 points of the base rate)",
+             lambda c: all(abs(c[f"sarcastic_neighbour_share_{m}"] - c["sarcastic_base_rate"]) < 0.02
+                           for m in ("text", "audio", "vision"))),
+            ("the bank makes predictions independent of the batch", lambda c: c["bank_max_change"] == 0.0),
+            ("in-batch predictions move with the batch, a little",
+             lambda c: 0.0 < c["inbatch_mean_change_shuffled"] < 0.01 and c["inbatch_max_change"] > 0.002
+             and c["inbatch_flips"] >= 1),
+            ("the in-batch model about two points below the bank model",
+             lambda c: 0.01 <= c["mean_hme"] - c["mean_inbatch"] <= 0.03),
+            ("w/o retrieval: no change", lambda c: abs(c["drop_retrieval"]) < 0.003),
+            ("w/o VIB about a point, w/o uncertainty about 2.5 points",
+             lambda c: 0.005 <= c["drop_vib"] <= 0.015 and 0.015 <= c["drop_uncertainty"] <= 0.035),
+            ("one model at MR 0.5 is worse at MR 0.5 than the model over all rates",
+             lambda c: c["per_mr_model_at_05_minus_mixed"] <= -0.01 and c["per_mr_model_mean_minus_mixed"] < 0),
+            ("official sizes: 120.4 M at width 96, 153.0 M at 192",
+             lambda c: round(c["official_mosi_d96_with_bert"], 1) == 120.4
+             and round(c["official_mosi_d192_with_bert"], 1) == 153.0),
+            ("an HME epoch costs about five early-fusion epochs",
+             lambda c: 3.0 <= c["hme_seconds_per_epoch_ratio_ef"] <= 8.0),
+        ],
+        "smoke": [
+            ("accuracies are fractions", lambda c: all(0.0 <= c[k] <= 1.0 for k in c if k.startswith("mean_"))),
+            ("MR 0.7 is 2/3", lambda c: abs(c["effective_mr_07"] - 2 / 3) < 1e-3),
+            ("the bank makes predictions independent of the batch", lambda c: c["bank_max_change"] == 0.0),
+            ("losses are finite", lambda c: math.isfinite(c["train_kl_last"])),
+        ],
+    },
 }
 
 

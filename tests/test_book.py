@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "_build" / "vendor"
 pytestmark = pytest.mark.book
 PAGES = ["book/intro.html", "chapters/01_data_and_metrics.html", "chapters/02_fusion_baselines.html",
-         "chapters/03_dashfusion.html", "chapters/04_lnln.html"]
+         "chapters/03_dashfusion.html", "chapters/04_lnln.html", "chapters/05_hme.html"]
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,8 @@ return {n_states: Object.keys(states).length, n_inputs: inputs.length, seen: see
 
 
 @pytest.mark.parametrize("page, n_inputs, n_states", [("chapters/02_fusion_baselines.html", 4, 72),
-                                                       ("chapters/04_lnln.html", 2, 60)])
+                                                       ("chapters/04_lnln.html", 2, 60),
+                                                       ("chapters/05_hme.html", 4, 24)])
 def test_every_control_works_without_a_kernel(browser, page, n_inputs, n_states):
     """Move each control of the precomputed figure: the shown state is the precomputed one."""
     drv, base = browser

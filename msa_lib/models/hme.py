@@ -466,7 +466,8 @@ class HME(MSAModel):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in ("bank", "bank_present"):
             if prefix + name in state_dict:
-                setattr(self, name, torch.zeros_like(state_dict[prefix + name]))
+                current = getattr(self, name)                  # keep the device the model is on
+                setattr(self, name, torch.zeros_like(state_dict[prefix + name], device=current.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- pieces ----------------------------------------------------------------------------
