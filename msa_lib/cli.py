@@ -227,8 +227,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", required=True, help="folder written by `train` (or its best.pt)")
     e.add_argument("--data", default="synth")
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    e.add_argument("--protocol", default="none", choices=["none", "random", "pattern"])
-    e.add_argument("--rates", help="comma-separated missing rates (random protocol), default 0.0..0.9")
+    e.add_argument("--protocol", default="none", choices=["none", "random", "pattern", "modality"],
+                   help="random: words/frames erased at rate r; pattern: fixed modality subsets; modality: "
+                        "whole modalities removed with GCNet's keep matrix at rate MR (HME, CyIN)")
+    e.add_argument("--rates", help="comma-separated missing rates, default 0.0..0.9 (random) or 0.0..0.7 (modality)")
     e.add_argument("--patterns", help="comma-separated patterns from tav,ta,tv,av,t,a,v")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", help="write the table as CSV here")

@@ -65,3 +65,18 @@ def test_bench_table(tmp_path):
     assert (df["step_ms"] > 0).all() and (df["params"] > 0).all() and (df["peak_mem_mb"] > 0).all()
     bad = run_cli("bench", "--models", "nope")
     assert bad.returncode == 2 and "unknown model" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_train_hme_then_eval_with_whole_modalities_missing(tmp_path):
+    out = tmp_path / "hme"
+    assert main(["train", "--model", "hme", "--preset", "synth", "--data", "synth:smoke", "--epochs", "1",
+                 "--quiet", "--set", "d_model=16", "--set", "head_ff=16", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_config"]["retrieval"] == "bank" and config["model_config"]["d_model"] == 16
+    r = run_cli("eval", "--checkpoint", str(out), "--data", "synth:smoke", "--protocol", "modality",
+                "--rates", "0.0,0.7", "--out", str(tmp_path / "sweep.csv"))
+    assert r.returncode == 0, r.stderr
+    import pandas as pd
+    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    assert list(sweep["rate"]) == [0.0, 0.7]
+    assert sweep["effective_rate"].tolist() == pytest.approx([0.0, 2 / 3], abs=1e-9)
