@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import msa_lib  # noqa: F401  (first: pins the CPU numerics before torch computes anything)
@@ -72,6 +73,26 @@ def synth_smoke():
     """SynthMSA at smoke size (real MiniLM text features), cached under _build/cache."""
     from msa_lib.data import load
     return load("synth:smoke")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The machine is shared: a module's tests run on one thread (restored afterwards).
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def load_script(name: str):
+    """Import ``data_scripts/<name>.py`` as a module (the scripts are not a package)."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "data_scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

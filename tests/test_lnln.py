@@ -22,13 +22,7 @@ SMALL = dict(preset="synth", d_model=16, n_tokens=4, heads=2, dim_head=8, hyper_
              head_hidden=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The machine is shared: these tests run on one thread (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: one thread for this module
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,20 @@
 """data_scripts/mmsa_to_mag.py: MMSA pickles to the MAG tuple format HME's official loader reads."""
 from __future__ import annotations
 
-import importlib.util
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 from msa_lib.data.fixtures import make_mmsa_fixture, write_mmsa_fixture
 from msa_lib.data.mmsa import MMSAFormatError
 
-SCRIPT = Path(__file__).resolve().parents[1] / "data_scripts" / "mmsa_to_mag.py"
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("mmsa_to_mag", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("mmsa_to_mag")
 
 
 def test_converts_every_split_to_mag_tuples(tmp_path, tool):

@@ -1,23 +1,18 @@
 """data_scripts/prepare_real.py: verify, refuse mismatches, place files atomically."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from msa_lib.data import load
 from msa_lib.data.fixtures import write_mmsa_fixture
 
-SCRIPT = Path(__file__).resolve().parents[1] / "data_scripts" / "prepare_real.py"
 
 
 @pytest.fixture(scope="module")
 def prepare():
-    spec = importlib.util.spec_from_file_location("prepare_real", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("prepare_real")
 
 
 def test_hash_mismatch_is_refused_and_nothing_placed(tmp_path, prepare, capsys):
