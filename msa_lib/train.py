@@ -43,7 +43,8 @@ class TrainConfig:
     reset_optimizer: bool = False  # a fresh optimizer (Adam moments zeroed) every epoch (HME's code)
     seed: int = 0
     deterministic: bool = False    # ask torch for deterministic kernels
-    select_on: str = "loss"        # "loss" (validation loss, MMSA's default) or a metric key
+    select_on: str = "loss"        # "loss" (validation loss, MMSA's default), a metric key, or "last"
+    #                                (no selection: the last epoch's weights, CyIN's code)
     select_from: int = 0           # epochs before this one (0-based) are never selected (DashFusion: 1)
     patience: int | None = None    # stop after this many epochs without improvement
     amp: bool = False              # bfloat16 autocast on CUDA (opt-in; the official runs are fp32; CPU: ignored)
@@ -222,7 +223,7 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
                **{f"valid_{k}": v for k, v in valid.items()},
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t_epoch}
         history.append(row)
-        score = valid[cfg.select_on] if cfg.select_on in valid else None
+        score = float(epoch) if cfg.select_on == "last" else valid.get(cfg.select_on)
         if score is None:
             raise KeyError(f"select_on={cfg.select_on!r} is not a validation metric; have {sorted(valid)}")
         if epoch >= cfg.select_from and _better(score, best, cfg.select_on):
@@ -252,7 +253,14 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
 
 def _plain(cfg) -> dict:
     """A model config dataclass as a dict of plain values (safe for weights_only loading)."""
-    return {k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str, bool, type(None)))}
+    scalar = (int, float, str, bool, type(None))
+    out = {}
+    for k, v in asdict(cfg).items():
+        if isinstance(v, scalar):
+            out[k] = v
+        elif isinstance(v, (tuple, list)) and all(isinstance(e, scalar) for e in v):
+            out[k] = list(v)                                       # e.g. CyIN's translator widths
+    return out
 
 
 def robustness_sweep(model, split: Split, spec: DatasetSpec, protocol: str = "random", rates=None,

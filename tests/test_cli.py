@@ -80,3 +80,16 @@ def test_train_hme_then_eval_with_whole_modalities_missing(tmp_path):
     sweep = pd.read_csv(tmp_path / "sweep.csv")
     assert list(sweep["rate"]) == [0.0, 0.7]
     assert sweep["effective_rate"].tolist() == pytest.approx([0.0, 2 / 3], abs=1e-9)
+
+
+def test_train_cyin_then_eval_under_both_missing_protocols(tmp_path):
+    out = tmp_path / "cyin"
+    assert main(["train", "--model", "cyin", "--preset", "synth", "--data", "synth:smoke", "--epochs", "1",
+                 "--quiet", "--set", "common_dim=16", "--set", "ib_dim=8", "--out", str(out)]) == 0
+    import pandas as pd
+    for protocol, column, values in (("pattern", "pattern", ["t", "av"]), ("modality", "rate", [0.1, 0.7])):
+        flag = ["--patterns", "t,av"] if protocol == "pattern" else ["--rates", "0.1,0.7"]
+        r = run_cli("eval", "--checkpoint", str(out), "--data", "synth:smoke", "--protocol", protocol, *flag,
+                    "--out", str(tmp_path / f"{protocol}.csv"))
+        assert r.returncode == 0, r.stderr
+        assert list(pd.read_csv(tmp_path / f"{protocol}.csv")[column]) == values

@@ -30,7 +30,7 @@ def with_bert(monkeypatch, tiny_bert_root):
     return tiny_bert_root
 
 
-@pytest.mark.parametrize("model_name", ["lnln", "dashfusion", "hme"])
+@pytest.mark.parametrize("model_name", ["lnln", "dashfusion", "hme", "cyin"])
 def test_without_bert_the_error_says_how_to_provide_it(model_name, real_shapes, monkeypatch, tmp_path):
     monkeypatch.delenv("MSA_BERT", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
@@ -42,7 +42,7 @@ def test_without_bert_the_error_says_how_to_provide_it(model_name, real_shapes, 
 
 
 @pytest.mark.parametrize("model_name,preset", [(m, p) for m in ("lnln", "dashfusion") for p in ("mosi", "sims")]
-                         + [("hme", "mosi")])                                  # HME has no SIMS configuration
+                         + [("hme", "mosi"), ("cyin", "mosi")])                 # HME and CyIN have no SIMS configuration
 def test_paper_presets_fine_tune_bert_on_token_ids(model_name, preset, real_shapes, with_bert):
     data = real_shapes[preset]
     torch.manual_seed(0)
@@ -61,7 +61,7 @@ def test_paper_presets_fine_tune_bert_on_token_ids(model_name, preset, real_shap
         assert torch.isfinite(model(make_batch(data.test, np.arange(4))).pred).all()
 
 
-@pytest.mark.parametrize("model_name", ["lnln", "dashfusion", "hme"])
+@pytest.mark.parametrize("model_name", ["lnln", "dashfusion", "hme", "cyin"])
 def test_removed_words_reach_bert_as_the_unk_id(model_name, real_shapes, with_bert):
     data = real_shapes["mosi"]
     model = build(model_name, data.spec, preset="mosi").eval()
@@ -104,7 +104,7 @@ def test_the_unk_id_comes_from_the_data(real_shapes):
         random_missing(no_id, 0.6)
 
 
-@pytest.mark.parametrize("model_name", ["lnln", "dashfusion", "hme"])
+@pytest.mark.parametrize("model_name", ["lnln", "dashfusion", "hme", "cyin"])
 def test_precomputed_features_remain_the_explicit_fallback(model_name, real_shapes, monkeypatch):
     monkeypatch.delenv("MSA_BERT", raising=False)
     model = build(model_name, real_shapes["mosi"].spec, preset="mosi", text_encoder="features")

@@ -4,6 +4,7 @@ Each method lives in one file that reads top to bottom beside its paper.
 """
 from . import baselines  # noqa: F401  (registers the baselines)
 from . import dashfusion  # noqa: F401
+from . import cyin  # noqa: F401
 from . import hme  # noqa: F401
 from . import lnln  # noqa: F401
 from .base import MSAModel, ModelOutput, available, build, make_config, register

@@ -52,6 +52,7 @@ from torch import nn
 from ..data.batch import Batch
 from ..data.spec import DatasetSpec
 from ..layers import TextEncoder
+from ..layers.mult import MulTAttention, MulTLayer, padded_sinusoids
 from .base import ModelOutput, MSAModel, register
 
 
@@ -153,62 +154,14 @@ class HMEConfig:
 # ---------------------------------------------------------------------------------------------
 # 1. Pre-processing: a MulT encoder per modality
 # ---------------------------------------------------------------------------------------------
-def padded_sinusoids(x: torch.Tensor) -> torch.Tensor:
-    """fairseq-style positions for (B, L, d): a frame whose channel 0 is exactly 0 counts as
-    padding and gets no position; the others get 1, 2, ... (sin half, cos half) -> (B, L, d).
-    So an all-zero (missing) sequence stays all-zero at the encoder's input."""
-    d = x.shape[-1]
-    real = x[..., 0] != 0                                                          # (B, L)
-    pos = (torch.cumsum(real, dim=1) * real).float()                               # 0 at padding
-    half = d // 2
-    freq = torch.exp(torch.arange(half, device=x.device) * -(math.log(10000.0) / max(1, half - 1)))
-    angles = pos[..., None] * freq                                                 # (B, L, d/2)
-    table = torch.cat([angles.sin(), angles.cos()], dim=-1)
-    if d % 2:
-        table = F.pad(table, (0, 1))
-    return table * real[..., None]
-
-
-class MulTAttention(nn.Module):
-    """Self-attention with one input projection to q, k, v (as MulT's), dropout on the weights."""
-
-    def __init__(self, d: int, heads: int, dropout: float):
-        super().__init__()
-        self.heads, self.dropout = heads, dropout
-        self.in_proj = nn.Linear(d, 3 * d)
-        self.out = nn.Linear(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:                            # (B, L, d)
-        B, L, d = x.shape
-        q, k, v = self.in_proj(x).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, L, d))
-
-
-class MulTLayer(nn.Module):
-    """Pre-norm layer: x + drop(attn(LN x)); x + drop(fc2(drop(relu(fc1(LN x)))))."""
-
-    def __init__(self, cfg: HMEConfig):
-        super().__init__()
-        d = cfg.d_model
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.attn = MulTAttention(d, cfg.heads, cfg.attn_dropout)
-        self.fc1, self.fc2 = nn.Linear(d, cfg.ff_mult * d), nn.Linear(cfg.ff_mult * d, d)
-        self.res_dropout, self.relu_dropout = cfg.res_dropout, cfg.relu_dropout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + F.dropout(self.attn(self.norm1(x)), self.res_dropout, self.training)
-        h = F.dropout(F.relu(self.fc1(self.norm2(x))), self.relu_dropout, self.training)
-        return x + F.dropout(self.fc2(h), self.res_dropout, self.training)
-
-
 class MulTEncoder(nn.Module):
     """(B, L, d) projected frames -> (B, d): scale by sqrt(d), add positions, layers, LayerNorm,
     max over time. No attention mask: padding and missing frames are seen as zeros (the code)."""
 
     def __init__(self, cfg: HMEConfig):
         super().__init__()
-        self.layers = nn.ModuleList(MulTLayer(cfg) for _ in range(cfg.layers))
+        self.layers = nn.ModuleList(MulTLayer(cfg.d_model, cfg.heads, cfg.attn_dropout, cfg.relu_dropout,
+                                              cfg.res_dropout, cfg.ff_mult) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.d_model)
         self.embed_dropout = cfg.embed_dropout
 
