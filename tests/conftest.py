@@ -85,6 +85,20 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def assert_finite_when_modalities_go_missing(model, split, n: int = 16) -> None:
+    """The model's predictions stay finite under each of the seven modality patterns and under
+    GCNet's keep matrix at every MR 0 ... 0.7 (HME's and CyIN's protocols)."""
+    from msa_lib.data.batch import make_batch
+    from msa_lib.missing import PATTERNS, apply_keep_matrix, apply_pattern, modality_keep_matrix
+    b = make_batch(split, np.arange(n))
+    with torch.no_grad():
+        for p in PATTERNS:
+            assert torch.isfinite(model(apply_pattern(b, p)).pred).all(), p
+        for mr in [round(0.1 * i, 1) for i in range(8)]:
+            keep = modality_keep_matrix(len(split), mr, seed=3)
+            assert torch.isfinite(model(apply_keep_matrix(b, keep)).pred).all(), mr
+
+
 def load_script(name: str):
     """Import ``data_scripts/<name>.py`` as a module (the scripts are not a package)."""
     import importlib.util

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_finite_when_modalities_go_missing
 
 from msa_lib.data import load
 from msa_lib.data.batch import make_batch
 from msa_lib.data.fixtures import write_mmsa_fixture
 from msa_lib.data.spec import DatasetSpec
-from msa_lib.missing import PATTERNS, apply_keep_matrix, apply_pattern, modality_keep_matrix
+from msa_lib.missing import apply_pattern
 from msa_lib.models import build
 from msa_lib.models.cyin import CascadedResidualAE, CyINConfig, align, kl_standard_normal
 from msa_lib.train import TrainConfig, fit, robustness_sweep
@@ -181,13 +182,7 @@ def test_ablation_switches(tiny, switch, check):
 def test_every_pattern_and_missing_rate_gives_finite_predictions(tiny):
     torch.manual_seed(0)
     model = build("cyin", tiny.spec, **SMALL).eval()
-    b = make_batch(tiny.test, np.arange(16))
-    with torch.no_grad():
-        for p in PATTERNS:
-            assert torch.isfinite(model(apply_pattern(b, p)).pred).all(), p
-        for mr in [round(0.1 * i, 1) for i in range(1, 8)]:
-            keep = modality_keep_matrix(len(tiny.test), mr, seed=5)
-            assert torch.isfinite(model(apply_keep_matrix(b, keep)).pred).all(), mr
+    assert_finite_when_modalities_go_missing(model, tiny.test)
     assert len(robustness_sweep(model, tiny.test, tiny.spec, protocol="pattern")) == 7
 
 
