@@ -113,9 +113,10 @@ class TextEncoder(nn.Module):
     unk_token_id: the dataset's [UNK] id (spec.unk_token_id), which missing-data protocols
         write into the ids; it must be the tokenizer's, or a removed word would be read as another.
     bias: whether the projection has a bias (HME's kernel-1 convolution has none).
+    d_model None: no projection; the features come out at the encoder's own width (``out_dim``).
     """
 
-    def __init__(self, in_dim: int, d_model: int, kind: str = "features", finetune: bool = False,
+    def __init__(self, in_dim: int, d_model: int | None, kind: str = "features", finetune: bool = False,
                  unk_token_id: int | None = None, bias: bool = True):
         super().__init__()
         self.kind = kind
@@ -127,7 +128,8 @@ class TextEncoder(nn.Module):
                                  f"the dataset's is {unk_token_id}; the token ids come from another vocabulary")
             in_dim = self.pretrained.config.hidden_size
             self.pretrained.requires_grad_(finetune)
-        self.proj = nn.Linear(in_dim, d_model, bias=bias)
+        self.out_dim = d_model or in_dim
+        self.proj = nn.Linear(in_dim, d_model, bias=bias) if d_model else nn.Identity()
 
     def forward(self, text: torch.Tensor, mask: torch.Tensor, text_ids: torch.Tensor | None = None):
         """text: (B, Lt, Dt) features; mask: (B, Lt) bool; returns (B, Lt, d_model)."""

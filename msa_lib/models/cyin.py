@@ -47,6 +47,11 @@ from ..layers.mult import MulTTransformer
 from .base import ModelOutput, MSAModel, register
 
 MODS = ("text", "audio", "vision")
+def others(m: str) -> list[str]:
+    """The two modalities that are not ``m``, in MODS order."""
+    return [s for s in MODS if s != m]
+
+
 PAIRS = {("text", "audio"): "la", ("audio", "text"): "la", ("text", "vision"): "lv",
          ("vision", "text"): "lv", ("audio", "vision"): "av", ("vision", "audio"): "av"}
 
@@ -235,7 +240,7 @@ class MulTFusion(nn.Module):
         x = {m: self.proj[m](Z[m]).transpose(1, 2) for m in MODS}                # (B, T - 2, C_U)
         h = {}
         for t in MODS:
-            streams = [self.cross[f"{t[0]}{s[0]}"](x[t], x[s]) for s in MODS if s != t]
+            streams = [self.cross[f"{t[0]}{s[0]}"](x[t], x[s]) for s in others(t)]
             h[t] = self.memory[t](torch.cat(streams, dim=-1)).mean(dim=1)          # (B, 2 C_U)
         hs = torch.cat([h["text"], h["vision"], h["audio"]], dim=-1)               # the code's order
         hs = hs + self.proj2(F.dropout(F.relu(self.proj1(hs)), self.output_dropout, self.training))
@@ -258,15 +263,9 @@ class CyIN(MSAModel):
         for d in (cfg.common_dim, 2 * cfg.common_dim):
             if d % cfg.heads:
                 raise ValueError(f"common_dim={cfg.common_dim}: {d} is not divisible by heads={cfg.heads}")
-        dims = dict(zip(MODS, spec.dims))
         self.length = spec.lengths[0]                                             # T: the text length
-        self.text = TextEncoder(dims["text"], dims["text"], cfg.text_encoder, cfg.finetune_text, spec.unk_token_id)
-        if cfg.text_encoder == "features":
-            self.text.proj = nn.Identity()                                         # features enter as they are
-        else:
-            dims["text"] = self.text.pretrained.config.hidden_size
-            self.text.proj = nn.Identity()
-        self.dims = dims
+        self.text = TextEncoder(spec.dims[0], None, cfg.text_encoder, cfg.finetune_text, spec.unk_token_id)
+        dims = dict(zip(MODS, (self.text.out_dim, *spec.dims[1:])))              # text enters unprojected
         self.encoder = nn.ModuleDict({m: GaussianEncoder(dims[m], cfg.ib_hidden, cfg.ib_dim) for m in MODS})
         self.decoder = nn.ModuleDict({m: Decoder(cfg.ib_dim, cfg.ib_hidden, dims[m], cfg.decoder_sigmoid)
                                       for m in MODS})
@@ -296,7 +295,7 @@ class CyIN(MSAModel):
         """{(s, t): Gamma_{s -> t}(Z_s)} for the six ordered pairs, and {("+", t): the two-source sum}."""
         T = {(s, t): self.translate(s, t, Z[s]) for s in MODS for t in MODS if s != t}
         for t in MODS:
-            s1, s2 = [s for s in MODS if s != t]
+            s1, s2 = others(t)
             T[("+", t)] = T[(s1, t)] + T[(s2, t)]
         return T
 
@@ -305,7 +304,7 @@ class CyIN(MSAModel):
         over the 9 (or 3, without the cyclic interaction) pairs. Returns the last samples and the loss."""
         cfg, terms, Z = self.cfg, [], {}
         for s in MODS:
-            targets = [s] + [t for t in MODS if t != s] if cfg.cyclic_ib else [s]
+            targets = [s, *others(s)] if cfg.cyclic_ib else [s]
             for t in targets:
                 Z[s] = sample(mu[s], logvar[s])
                 terms.append(kl_standard_normal(mu[s], logvar[s]) + cfg.beta * F.mse_loss(self.decoder[t](Z[s]), x[t]))
@@ -318,7 +317,7 @@ class CyIN(MSAModel):
             return fwd
         back = []
         for t in MODS:                       # t -> s -> t: translate the translation back
-            s1, s2 = [s for s in MODS if s != t]
+            s1, s2 = others(t)
             r1, r2 = self.translate(s1, t, T[(t, s1)]), self.translate(s2, t, T[(t, s2)])
             back += [F.mse_loss(r1, Z[t]), F.mse_loss(r2, Z[t]), F.mse_loss(r1 + r2, Z[t])]
         return fwd + torch.stack(back).mean()
@@ -328,7 +327,7 @@ class CyIN(MSAModel):
         over two sources)."""
         out = {}
         for ti, t in enumerate(MODS):
-            s1, s2 = [s for s in MODS if s != t]
+            s1, s2 = others(t)
             i1, i2 = MODS.index(s1), MODS.index(s2)
             missing = ~present[:, ti]
             both = (missing & present[:, i1] & present[:, i2])[:, None, None]
@@ -357,7 +356,7 @@ class CyIN(MSAModel):
                 if cfg.stage2_substitution:               # one choice per modality and batch
                     fused = {}
                     for t in MODS:
-                        s1, s2 = [s for s in MODS if s != t]
+                        s1, s2 = others(t)
                         fused[t] = self._rng.choice([T[(s1, t)], T[(s2, t)], T[("+", t)], Z[t]])
         else:
             Z = {m: sample(mu[m], logvar[m]) if cfg.sample_at_eval else mu[m] for m in MODS}
