@@ -239,6 +239,21 @@ def apply_keep_matrix(batch: Batch, matrix: np.ndarray, text_fill: str = "zero",
     return _remove_modalities(batch, present, text_fill, unk_vector)
 
 
+def instance_keep_matrix(n: int, probability: float, seed: int = 0) -> np.ndarray:
+    """CyIN's instance-level protocol (in its code, not in its tables): each clip, with
+    ``probability``, keeps one of the six incomplete subsets of PATTERNS drawn uniformly; the
+    other clips stay complete. -> (n, 3) bool keep matrix (text, audio, vision) for
+    ``apply_keep_matrix``."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"instance-level missing probability must be in [0, 1], got {probability}")
+    rng = np.random.default_rng(seed)
+    subsets = np.array([[m in p for m in "tav"] for p in PATTERNS if p != "tav"])      # (6, 3)
+    keep = np.ones((n, 3), dtype=bool)
+    hit = rng.random(n) < probability
+    keep[hit] = subsets[rng.integers(0, len(subsets), int(hit.sum()))]
+    return keep
+
+
 def sample_train_rates(index, seed: int, epoch: int, p_complete: float = 0.5, exact: bool = False) -> torch.Tensor:
     """LNLN's training rates: per (sample, modality) r ~ U(0, 1), but r = 0 for the complete ones.
 

@@ -299,6 +299,33 @@ def robustness_sweep(model, split: Split, spec: DatasetSpec, protocol: str = "ra
     return pd.DataFrame(rows)
 
 
+MR_RATES = tuple(round(0.1 * i, 1) for i in range(1, 8))    # the random protocol of GCNet, HME and CyIN
+
+
+def three_protocols(model, split: Split, spec: DatasetSpec, rates=MR_RATES, mask_seeds=(0,), batch_size: int = 256,
+                    device=None) -> pd.DataFrame:
+    """CyIN's evaluation (its Table 1): the complete clips, each of the six fixed incomplete
+    subsets, and whole modalities missing at each rate MR (one keep matrix per mask seed).
+    One row per condition (and mask seed): protocol ("complete", "fixed", "random"),
+    condition ("tav", "ta", ..., "MR 0.1", ...), mask_seed (random only), all metrics."""
+    rows = []
+    for r in robustness_sweep(model, split, spec, "pattern", batch_size=batch_size, device=device).to_dict("records"):
+        rows.append({"protocol": "complete" if r["pattern"] == "tav" else "fixed", "condition": r.pop("pattern"),
+                     "mask_seed": -1, **r})
+    for s in mask_seeds:
+        sweep = robustness_sweep(model, split, spec, "modality", rates=list(rates), seed=s, batch_size=batch_size,
+                                 device=device)
+        for r in sweep.drop(columns="effective_rate").to_dict("records"):
+            rows.append({"protocol": "random", "condition": f"MR {r.pop('rate'):.1f}", "mask_seed": s, **r})
+    return pd.DataFrame(rows)
+
+
+def protocol_means(table: pd.DataFrame, key: str) -> dict:
+    """{"complete", "fixed" (mean of the six subsets), "random" (mean over rates and mask seeds)}
+    of one metric in a ``three_protocols`` table: the three column groups of CyIN's Table 1."""
+    return {p: float(table.loc[table.protocol == p, key].mean()) for p in ("complete", "fixed", "random")}
+
+
 def clone_model(model):
     """A deep copy (e.g. to train ablations from the same initial weights)."""
     return copy.deepcopy(model)

@@ -249,6 +249,69 @@ CHECKS = {
             ("losses are finite", lambda c: math.isfinite(c["train_kl_last"])),
         ],
     },
+    "06_cyin": {
+        "demo": [
+            ("toy: the rate grows with beta", lambda c: c["toy_rate_increases"] == 1.0),
+            ("toy: small beta predicts the mean", lambda c: abs(c["toy_mse_small_beta_over_var"] - 1.0) < 0.02),
+            ("toy: near the noise floor at beta 3 with about 1.4 nats, flat after",
+             lambda c: c["toy_mse_beta3"] < 0.12 and 1.2 <= c["toy_rate_beta3"] <= 1.6
+             and c["toy_rate_beta100"] > c["toy_rate_beta3"] + 2 and abs(c["toy_mse_beta100"] - c["toy_mse_beta3"]) < 0.01),
+            ("toy: the latent keeps little of the noise and half of the signal",
+             lambda c: c["toy_noise_r2_max"] < 0.1 and 0.45 <= c["toy_signal_r2_beta3"] <= 0.6),
+            ("every departure from the official run has a reason", lambda c: c["recipe_rows_without_reason"] == 0),
+            ("stage 2 from epoch 3; no translation loss before it, a tenfold fall after",
+             lambda c: c["stage2_first_epoch"] == 3 and c["translation_in_stage1"] == 0.0
+             and c["translation_first_stage2"] > 9 * c["translation_last"]),
+            ("the fusion loss rises at the switch, the IB term climbs in stage 2",
+             lambda c: c["task_first_stage2"] > c["task_last_stage1"] and c["ib_last"] > 1.5 * c["ib_last_stage1"]),
+            ("the label heads hardly learn", lambda c: 0.0 < c["label_first"] - c["label_last"] < 0.5),
+            ("validation jumps in stage 2; the last epoch is chosen",
+             lambda c: c["valid_last_stage1"] - c["valid_min_stage2"] > 0.08 and c["best_epoch"] == 9),
+            ("CyIN last in every column", lambda c: all(
+                c[f"{p}_cyin"] < min(c[f"{p}_{m}"] for m in ("hme", "lnln", "early_fusion", "early_fusion_sampled"))
+                for p in ("complete", "fixed", "random", "mr07"))),
+            ("the gaps: 6.7 points on complete, 4.0 / 7.1 / 8.1 over MRs",
+             lambda c: 0.06 <= c["complete_early_fusion"] - c["complete_cyin"] <= 0.075
+             and 0.035 <= c["random_early_fusion"] - c["random_cyin"] <= 0.045
+             and 0.065 <= c["random_hme"] - c["random_cyin"] <= 0.076
+             and 0.076 <= c["random_early_fusion_sampled"] - c["random_cyin"] <= 0.086),
+            ("the gaps exceed the mask-seed spread", lambda c: c["max_mask_spread"] < 0.02),
+            ("audio alone below the majority class", lambda c: c["pattern_a_cyin"] < c["majority_share"]),
+            ("translations carry almost no clip-specific direction", lambda c: -0.02 <= c["cosine_best"] <= 0.08),
+            ("read by the label heads, translations fall short of the real text latent",
+             lambda c: c["head_translated_to_text_best"] < c["head_real_text"] - 0.03
+             and abs(c["head_real_audio"] - c["majority_share"]) < 0.01),
+            ("the bottleneck means are small against the noise", lambda c: max(c[f"snr_{m}"] for m in ("text", "audio", "vision")) < 0.3),
+            ("sampling: about a point of spread; -1.9 on complete, level with modalities missing",
+             lambda c: all(0.004 <= c[f"sampled_sd_{t}"] <= 0.015 for t in ("complete", "av", "mr07"))
+             and -0.025 <= c["sampled_minus_mu_complete"] <= -0.015
+             and abs(c["sampled_minus_mu_av"]) < 0.01 and abs(c["sampled_minus_mu_mr07"]) < 0.01),
+            # the committed study (chapters/studies/06_cyin_grid.csv)
+            ("study: seed 0 is the live run, bit for bit", lambda c: c["study_seed0_matches_live"] == 0.0),
+            ("study: gamma 1 best, an 8-point range over gamma",
+             lambda c: c["study_gamma_best"] == 1.0 and 0.07 <= c["study_gamma_mr07_range"] <= 0.09),
+            ("study: beta flat within the seed spread",
+             lambda c: c["study_beta_mr07_range"] <= c["study_cyin_mr07_seed_range"] and c["study_cyin_mr07_seed_range"] <= 0.045),
+            ("study: no substitution raises complete accuracy by more than 3 points in each seed",
+             lambda c: c["study_nosub_complete_gain_min"] > 0.03 and c["drop_complete_translated_latents_in_stage_2"] < -0.03),
+            ("study: no substitution lowers MR 0.7 by about 2.4 points", lambda c: 0.015 <= c["drop_mr07_translated_latents_in_stage_2"] <= 0.03),
+            ("study: other ablations -1.9 to -3.2 on complete, -2.0 to +2.8 at MR 0.7", lambda c: all(
+                0.018 <= c[f"drop_complete_{t}"] <= 0.033 and -0.03 <= c[f"drop_mr07_{t}"] <= 0.021
+                for t in ("token_level_IB", "cyclic_interaction", "label_level_IB", "back_translation", "stage_1_only"))),
+            ("study: w/o cyclic interaction the best at MR 0.7", lambda c: c["drop_mr07_cyclic_interaction"] == min(
+                c[k] for k in c if k.startswith("drop_mr07_"))),
+            ("official MOSI size: 155.55 M with BERT-base, not 123.49 M", lambda c: round(c["official_mosi_with_bert"], 2) == 155.55),
+            ("a CyIN epoch costs about two HME epochs, about ten early-fusion epochs",
+             lambda c: 1.5 <= c["cyin_seconds_per_epoch_ratio_hme"] <= 2.5 and 7.0 <= c["cyin_seconds_per_epoch_ratio_ef"] <= 14.0),
+        ],
+        "smoke": [
+            ("accuracies are fractions", lambda c: all(0.0 <= c[k] <= 1.0 for k in c
+                                                       if k.split("_")[0] in ("complete", "fixed", "random", "mr07"))),
+            ("no translation loss in stage 1", lambda c: c["translation_in_stage1"] == 0.0 and c["stage2_first_epoch"] == 1),
+            ("the toy rate grows with beta", lambda c: c["toy_rate_increases"] == 1.0),
+            ("losses are finite", lambda c: math.isfinite(c["translation_last"]) and math.isfinite(c["ib_last"])),
+        ],
+    },
 }
 
 

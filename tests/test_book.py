@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "_build" / "vendor"
 pytestmark = pytest.mark.book
 PAGES = ["book/intro.html", "chapters/01_data_and_metrics.html", "chapters/02_fusion_baselines.html",
-         "chapters/03_dashfusion.html", "chapters/04_lnln.html", "chapters/05_hme.html"]
+         "chapters/03_dashfusion.html", "chapters/04_lnln.html", "chapters/05_hme.html",
+         "chapters/06_cyin.html"]
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +151,10 @@ def test_every_control_works_without_a_kernel(browser, page, n_inputs, n_states)
 def test_search_finds_a_chapter_term(browser):
     drv, base = browser
     drv.get(f"{base}/search.html?q=companions")
-    found = _wait(drv, "const r = [...document.querySelectorAll('#search-results li a')].map(a => a.href);"
-                       "return r.length ? r : null", seconds=60)
+    # Sphinx lists results one at a time; read them once its status line says it has finished
+    found = _wait(drv, "const done = (document.querySelector('#search-results .search-summary') || {}).innerText || '';"
+                       "const r = [...document.querySelectorAll('#search-results li a')].map(a => a.href);"
+                       "return done.includes('finished') && r.length ? r : null", seconds=60)
     assert any("03_dashfusion" in href for href in found)
 
 

@@ -93,7 +93,8 @@ def test_presets_follow_the_released_configs():
         assert {k: getattr(cfg, k) for k in CyINConfig.OFFICIAL} == CyINConfig.OFFICIAL
         assert cfg.text_encoder == "bert-base-uncased"
         tc = cfg.train_config()
-        assert (tc.schedule, tc.clip_mode, tc.select_on, tc.epochs, tc.batch_size) == ("constant", "value", "last", 30, 128)
+        assert (tc.schedule, tc.clip_mode, tc.select_on, tc.epochs, tc.batch_size) == ("constant", "value", "loss", 30, 128)
+    assert CyINConfig(select_on="last").train_config().select_on == "last"     # the code's: no selection
     synth = CyINConfig.preset("synth")
     assert synth.recipe == "book" and synth.sample_at_eval is False
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from msa_lib.data.batch import iterate, make_batch
-from msa_lib.missing import (PATTERNS, apply_keep_matrix, apply_pattern, hashed_uniform, modality_dropout,
-                             modality_keep_matrix, random_missing, sample_train_rates)
+from msa_lib.missing import (PATTERNS, apply_keep_matrix, apply_pattern, hashed_uniform, instance_keep_matrix,
+                             modality_dropout, modality_keep_matrix, random_missing, sample_train_rates)
 
 
 def _batch(tiny, idx=None):
@@ -185,3 +185,29 @@ def test_robustness_sweep_modality_protocol(tiny):
     assert list(df["rate"]) == [round(0.1 * i, 1) for i in range(8)]
     assert df.loc[df.rate == 0.0, "effective_rate"].item() == 0.0
     assert abs(df.loc[df.rate == 0.7, "effective_rate"].item() - 2 / 3) < 1e-9
+
+
+def test_instance_keep_matrix_gives_a_share_of_clips_one_of_the_six_subsets():
+    assert instance_keep_matrix(50, 0.0).all()
+    keep = instance_keep_matrix(6000, 1.0, seed=3)
+    subsets = ["".join(m for m, k in zip("tav", row) if k) for row in keep]
+    counts = {p: subsets.count(p) for p in PATTERNS}
+    assert counts["tav"] == 0 and all(900 <= counts[p] <= 1100 for p in PATTERNS if p != "tav")
+    half = instance_keep_matrix(6000, 0.5, seed=3)
+    assert 0.47 <= 1 - half.all(axis=1).mean() <= 0.53 and half.any(axis=1).all()
+    assert (instance_keep_matrix(40, 0.5, seed=1) == instance_keep_matrix(40, 0.5, seed=1)).all()
+    with pytest.raises(ValueError, match="probability must be in"):
+        instance_keep_matrix(10, 1.5)
+
+
+def test_three_protocols_rows_and_means(tiny):
+    from msa_lib.models import build
+    from msa_lib.train import protocol_means, three_protocols
+    torch.manual_seed(0)
+    model = build("early_fusion", tiny.spec, d_model=8)
+    table = three_protocols(model, tiny.test, tiny.spec, mask_seeds=(0, 1))
+    assert list(table.protocol).count("complete") == 1 and list(table.protocol).count("fixed") == 6
+    assert list(table.loc[table.mask_seed == 1, "condition"]) == [f"MR {0.1 * i:.1f}" for i in range(1, 8)]
+    means = protocol_means(table, "Has0_acc_2")
+    fixed = table.loc[table.condition.isin(["ta", "tv", "av", "t", "a", "v"]), "Has0_acc_2"].mean()
+    assert means["fixed"] == pytest.approx(fixed) and set(means) == {"complete", "fixed", "random"}

@@ -17,7 +17,7 @@ from msa_lib.io import write_study_csv
 from msa_lib.profiles import profile, seed_everything
 
 
-def run_study(script: str, doc: str, rows_for_seed, argv=None, add_arguments=None) -> int:
+def run_study(script: str, doc: str, rows_for_seed, argv=None, add_arguments=None, recipe: str | None = None) -> int:
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default=str(Path(script).with_suffix(".csv")))
@@ -35,6 +35,6 @@ def run_study(script: str, doc: str, rows_for_seed, argv=None, add_arguments=Non
         print(f"seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
     name = Path(script).name
     write_study_csv(pd.DataFrame(rows), args.out, f"seed study: python chapters/studies/{name}; SynthMSA demo seed 0; "
-                    f"demo profile ({p.epochs} epochs)", p.threads)
+                    f"demo profile ({recipe or f'{p.epochs} epochs'})", p.threads)
     print("wrote", args.out)
     return 0
