@@ -307,7 +307,7 @@ def three_protocols(model, split: Split, spec: DatasetSpec, rates=MR_RATES, mask
     """CyIN's evaluation (its Table 1): the complete clips, each of the six fixed incomplete
     subsets, and whole modalities missing at each rate MR (one keep matrix per mask seed).
     One row per condition (and mask seed): protocol ("complete", "fixed", "random"),
-    condition ("tav", "ta", ..., "MR 0.1", ...), mask_seed (random only), all metrics."""
+    condition ("tav", "ta", ..., "MR 0.1", ...), mask_seed (-1 where no mask is drawn), all metrics."""
     rows = []
     for r in robustness_sweep(model, split, spec, "pattern", batch_size=batch_size, device=device).to_dict("records"):
         rows.append({"protocol": "complete" if r["pattern"] == "tav" else "fixed", "condition": r.pop("pattern"),
