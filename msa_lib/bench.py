@@ -47,7 +47,9 @@ def bench_one(name: str, data: str = "synth:smoke", device: str | None = None, s
     ds = load(data)
     torch.manual_seed(0)
     options = {"d_model": d_model} if d_model else {}
-    model = build(name, ds.spec, **options).to(dev).train()
+    model = build(name, ds.spec, **options)
+    model.prepare(ds)                       # e.g. MMSLF's prompts (its student step runs the teacher too)
+    model = model.to(dev).train()
     model.on_epoch_start(0, ds.train, dev)  # e.g. DashFusion's companion lists: time the real step
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     n = min(batch_size, len(ds.train))

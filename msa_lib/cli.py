@@ -64,7 +64,7 @@ def cmd_data_synth(args) -> None:
 
 def cmd_train(args) -> None:
     from .profiles import device as pick_device
-    from .train import TrainConfig, fit
+    from .train import TrainConfig, fit_stages
 
     data = _load_data(args.data)
     options = _parse_sets(args.set)
@@ -75,14 +75,19 @@ def cmd_train(args) -> None:
                       deterministic=args.deterministic, progress=not args.quiet)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = fit(model, data, cfg, device=pick_device(args.device), checkpoint_dir=out, resume=args.resume)
+    model.prepare(data)                       # e.g. MMSLF's prompts (cached after the first run)
+    results = fit_stages(model, data, cfg, device=pick_device(args.device), checkpoint_dir=out, resume=args.resume)
+    result = list(results.values())[-1]
     from .train import _plain
     write_json({"model": args.model, "data": args.data, "model_config": _plain(model.cfg),
                         "train_config": asdict(cfg), "spec": data.spec.to_dict(),
                         "n_params": model.n_params()}, out / "config.json")
     write_csv(result.history, out / "history.csv")
-    write_json({"best_epoch": result.best_epoch, "valid": result.valid, "test": result.test,
-                        "seconds": round(result.seconds, 2)}, out / "metrics.json")
+    metrics = {"best_epoch": result.best_epoch, "valid": result.valid, "test": result.test,
+               "seconds": round(result.seconds, 2)}
+    if len(results) > 1:                      # the earlier stages (MMSLF's teacher)
+        metrics["stages"] = {str(k): {"best_epoch": r.best_epoch, "test": r.test} for k, r in results.items()}
+    write_json(metrics, out / "metrics.json")
     print(json.dumps({"best_epoch": result.best_epoch, "test": result.test}, indent=1))
 
 

@@ -251,6 +251,32 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
     return TrainResult(hist, best_epoch, valid_best, test, time.perf_counter() - t0, asdict(cfg))
 
 
+def fit_stages(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir=None,
+               resume: bool = False, valid_protocol=None) -> dict:
+    """Train ``model`` stage by stage (``model.stages()``; most models have one) -> {stage: TrainResult}.
+
+    Each stage trains with ``cfg`` when given, else with the model's own recipe for it
+    (``model.stage_config(stage)``, or ``model.cfg.train_config()`` for a single stage). With a
+    ``checkpoint_dir`` the last stage writes there and earlier ones into a subfolder named after
+    the stage, so ``best.pt`` in the folder is the model that is deployed."""
+    stages = model.stages()
+    results = {}
+    for stage in stages:
+        model.set_stage(stage)
+        if cfg is not None:
+            own = cfg
+        elif stage is not None:
+            own = model.stage_config(stage)
+        else:
+            own = model.cfg.train_config() if hasattr(model.cfg, "train_config") else TrainConfig()
+        folder = None
+        if checkpoint_dir is not None:
+            folder = Path(checkpoint_dir) if stage == stages[-1] else Path(checkpoint_dir) / str(stage)
+        results[stage] = fit(model, data, own, device=device, checkpoint_dir=folder, resume=resume,
+                             valid_protocol=valid_protocol)
+    return results
+
+
 def _plain(cfg) -> dict:
     """A model config dataclass as a dict of plain values (safe for weights_only loading)."""
     scalar = (int, float, str, bool, type(None))

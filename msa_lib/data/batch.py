@@ -86,6 +86,7 @@ class Batch:
     *_avail: (B, L) bool availability masks, True where the element is observed
         (a real position that no missing-data protocol removed). avail implies mask.
     label: (B,) float; label_t/_a/_v: (B,) float or None; domain, index: (B,) long.
+    raw_text, ids: length-B lists of str (the transcripts and the samples' ids).
     missing_rate: (B, 3) float, the missing rate the protocol drew per modality
         (zeros for clean data) -- LNLN's completeness target.
     clean: the same batch before corruption (None when no protocol was applied).
@@ -107,6 +108,7 @@ class Batch:
     index: torch.Tensor
     missing_rate: torch.Tensor
     raw_text: list = field(default_factory=list)
+    ids: list = field(default_factory=list)
     text_ids: torch.Tensor | None = None
     label_t: torch.Tensor | None = None
     label_a: torch.Tensor | None = None
@@ -162,6 +164,7 @@ def make_batch(split: Split, idx: np.ndarray) -> Batch:
         label=t(split.label), domain=t(split.domain), index=torch.from_numpy(idx),
         missing_rate=torch.zeros(len(idx), 3),
         raw_text=[split.raw_text[i] for i in idx],
+        ids=[split.ids[i] for i in idx],
         text_ids=t(split.text_ids),
         label_t=t(split.label_t), label_a=t(split.label_a), label_v=t(split.label_v),
         unk_token_id=split.unk_token_id,

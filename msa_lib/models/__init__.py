@@ -7,6 +7,7 @@ from . import dashfusion  # noqa: F401
 from . import cyin  # noqa: F401
 from . import hme  # noqa: F401
 from . import lnln  # noqa: F401
+from . import mmslf  # noqa: F401
 from .base import MSAModel, ModelOutput, available, build, make_config, register
 
 BASELINES = ("text_only", "early_fusion", "late_fusion", "tfn", "mult")

@@ -83,6 +83,17 @@ class MSAModel(nn.Module):
                 (decay if p.dim() >= 2 else no_decay).append(p)
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
+    def prepare(self, data, cache_dir=None) -> None:
+        """Called once before training with the whole dataset (MMSLF writes and encodes its prompts
+        here). Default: nothing."""
+
+    def stages(self) -> list:
+        """The training stages, in order (``msa_lib.train.fit_stages``). Default: one, unnamed."""
+        return [None]
+
+    def set_stage(self, stage) -> None:
+        """Switch to a training stage (what trains, what the forward computes). Default: nothing."""
+
     def n_params(self, trainable_only: bool = True) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
