@@ -195,9 +195,9 @@ class Describer:
         if face == "frown" and positive_words:
             language += " " + str(rng.choice(MISMATCH))
         hint = f"1. Visual cues: {visual}\n2. Language cues: {language}"
-        if clip.label is not None:
+        if clip.label is not None:           # first, so that a short token limit keeps it
             way = "positive" if clip.label > 0 else "negative" if clip.label < 0 else "neutral"
-            hint += f"\nThe labelled sentiment ({clip.label:+.1f}) is {way}, so these cues should be read as {way}."
+            hint = f"The labelled sentiment ({clip.label:+.1f}) is {way}, so these cues should be read as {way}.\n" + hint
         return hint
 
 

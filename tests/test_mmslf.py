@@ -146,3 +146,19 @@ def test_cli_trains_teacher_then_student(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["stages"]) == {"teacher", "student"}
     assert (out / "best.pt").exists() and (out / "teacher" / "best.pt").exists()
+
+
+def test_prompt_features_match_one_by_one_encoding(tmp_path):
+    from msa_lib.layers.text import load_pretrained
+    from msa_lib.models.mmslf import encode_prompts
+    texts = ["1. Visual cues: a smile.", "x " * 80, "", "2. Language cues: \"great\" is positive; not bad at all."]
+    feats = encode_prompts(texts, "minilm", max_length=24, cache_dir=tmp_path)
+    assert feats.shape == (4, 24, 384) and feats.dtype == torch.float16
+    tokenizer, model = load_pretrained("minilm")
+    for i, t in enumerate(texts):
+        tok = tokenizer([t], truncation=True, max_length=24, return_tensors="pt")
+        with torch.no_grad():
+            ref = model(**tok).last_hidden_state[0]
+        n = ref.shape[0]
+        assert torch.allclose(feats[i, :n].float(), ref, atol=2e-2) and not feats[i, n:].any()
+    assert torch.equal(encode_prompts(texts, "minilm", max_length=24, cache_dir=tmp_path), feats)   # from the cache
