@@ -162,3 +162,19 @@ def test_prompt_features_match_one_by_one_encoding(tmp_path):
         n = ref.shape[0]
         assert torch.allclose(feats[i, :n].float(), ref, atol=2e-2) and not feats[i, n:].any()
     assert torch.equal(encode_prompts(texts, "minilm", max_length=24, cache_dir=tmp_path), feats)   # from the cache
+
+
+def test_the_teacher_augmentation_drops_tokens_and_elements(synth_smoke):
+    model = build("mmslf", synth_smoke.spec, **SMALL)
+    b = make_batch(synth_smoke.train, np.arange(64))
+    assert model.train_batch(b, 0, 0) is b                                     # the student: clean inputs
+    model.set_stage("teacher")
+    a = model.train_batch(b, 0, 0)
+    unk = torch.as_tensor(synth_smoke.spec.unk_vector, dtype=b.text.dtype)
+    dropped_tokens = (a.text == unk).all(-1) & ~(b.text == unk).all(-1)
+    share = float(dropped_tokens.float().mean())
+    assert 0.1 <= share <= 0.4 and (a.text_ids[dropped_tokens] == b.unk_token_id).all()    # E[1 - s] = 0.25
+    zeroed = (a.audio == 0) & (b.audio != 0)
+    assert 0.1 <= float(zeroed.sum() / (b.audio != 0).sum()) <= 0.4
+    assert zeroed.any(-1).float().mean() > zeroed.all(-1).float().mean()      # elements, not whole frames
+    assert torch.equal(model.train_batch(b, 0, 0).audio, a.audio)              # deterministic for (seed, epoch, batch)

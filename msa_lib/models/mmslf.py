@@ -42,6 +42,7 @@ from torch import nn
 from ..data.batch import Batch
 from ..data.spec import DatasetSpec
 from ..layers import TextEncoder
+from ..missing import _drop_text
 from .base import ModelOutput, MSAModel, register
 from .lnln import FeedForward, TokenTransformer
 
@@ -400,15 +401,18 @@ class MMSLF(MSAModel):
         return self.cfg.stage_config(stage, **overrides)
 
     def train_batch(self, batch: Batch, epoch: int, seed: int) -> Batch:
-        """The teacher's augmentation: per clip a keep rate s ~ U(min_keep_rate, 1); every text
-        token and every audio/vision element is dropped with probability 1 - s (the code drops
-        elements, not frames). The student trains on clean inputs."""
+        """The teacher's augmentation: per clip a keep rate s ~ U(min_keep_rate, 1); each text token
+        becomes [UNK] (its id, or the dataset's [UNK] feature) and each audio/vision *element* is
+        zeroed with probability 1 - s. As in the code, any text position may be hit ([CLS], [SEP] and
+        padding too) and elements, not frames, are dropped. The student trains on clean inputs."""
         if self.stage != "teacher" or self.cfg.min_keep_rate >= 1.0:
             return batch
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + int(batch.index[0]))
-        s = torch.empty(len(batch)).uniform_(self.cfg.min_keep_rate, 1.0, generator=g)
-        drop = lambda x: x * (torch.rand(x.shape, generator=g) < s.view(-1, *([1] * (x.dim() - 1)))).to(x.dtype)  # noqa: E731
-        return batch.replace(text=drop(batch.text), audio=drop(batch.audio), vision=drop(batch.vision))
+        s = torch.empty(len(batch)).uniform_(self.cfg.min_keep_rate, 1.0, generator=g)       # (B,) keep rates
+        keep = lambda x: torch.rand(x.shape, generator=g) < s.view(-1, *([1] * (x.dim() - 1)))  # noqa: E731
+        unk = self.spec.unk_vector
+        text = _drop_text(batch, ~keep(batch.text_mask), "unk" if unk is not None else "zero", unk)
+        return batch.replace(**text, audio=batch.audio * keep(batch.audio), vision=batch.vision * keep(batch.vision))
 
     # -- forward and loss ----------------------------------------------------------------------
     def run_teacher(self, batch: Batch) -> dict:
