@@ -149,6 +149,7 @@ class Describer:
     that is shown the label tends to."""
 
     name = "describer"
+    version = 2                    # bump when the wording changes: cached prompts are then written anew
 
     def __init__(self, error_rate: float = 0.0, seed: int = 0, face_threshold: float = 0.5):
         if not 0.0 <= error_rate <= 1.0:
@@ -158,7 +159,7 @@ class Describer:
     @property
     def tag(self) -> str:
         """Names the settings (for cache file names)."""
-        return f"describer-e{self.error_rate:g}-s{self.seed}"
+        return f"describer-v{self.version}-e{self.error_rate:g}-s{self.seed}"
 
     def _rng(self, clip: Clip) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(f"{clip.video_id}/{clip.clip_id}".encode())])

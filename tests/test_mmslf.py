@@ -123,7 +123,7 @@ def test_prompts_are_written_once_and_reused(synth_smoke, tmp_path, monkeypatch)
     n = len(synth_smoke.train.label) + len(synth_smoke.valid.label) + len(synth_smoke.test.label)
     assert len(calls) == n
     csvs = list(tmp_path.glob("*.csv"))
-    assert len(csvs) == 1 and "describer-e0-s0-leak" in csvs[0].name
+    assert len(csvs) == 1 and "describer-v2-e0-s0-leak" in csvs[0].name
     build("mmslf", synth_smoke.spec, **SMALL).prepare(synth_smoke, cache_dir=tmp_path)
     assert len(calls) == n                                                     # the second run asked nothing
     assert len(list(tmp_path.glob("prompt-features-*.npy"))) == 1
