@@ -184,16 +184,15 @@ class Describer:
                 f"channel {k} {'higher' if z > 0 else 'lower'} than usual" for k, z in clip.cues["face_summary"]) + "."
         else:
             visual = "The face is not visible."
-        words = []
-        for w, polarity in _sentiment_words(clip.text):
+        found, words = _sentiment_words(clip.text), []
+        for w, polarity in found:
             if rng.random() < self.error_rate:
                 polarity = "negative" if polarity == "positive" else "positive"
             words.append(str(rng.choice(WORD[polarity])).format(w=w))
         tokens = set(re.findall(r"[a-z]+", clip.text.lower()))
         words += [MARKERS[m] for m in MARKERS if m in tokens]
         language = " ".join(words) if words else str(rng.choice(NO_WORDS))
-        positive_words = any(p == "positive" for _, p in _sentiment_words(clip.text))
-        if face == "frown" and positive_words:
+        if face == "frown" and any(p == "positive" for _, p in found):
             language += " " + str(rng.choice(MISMATCH))
         hint = f"1. Visual cues: {visual}\n2. Language cues: {language}"
         if clip.label is not None:           # first, so that a short token limit keeps it
