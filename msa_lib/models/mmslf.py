@@ -114,7 +114,7 @@ class MMSLFConfig:
             # SynthMSA on a CPU (chapter 7), not from the paper: shallower teacher, short schedules
             "synth": cls(d_model=32, dim_head=16, mlp_dim=64, teacher_encoder_depth=2, teacher_fusion_depth=2,
                          encoder_depth=1, fusion_depth=1, fusion_heads=4, student_fusion_heads=4, fusion_mlp=32,
-                         prompt_heads=4, prompt_mlp=64, prompt_positions=128, prompt_max_length=64, dropout=0.1,
+                         prompt_heads=4, prompt_mlp=64, prompt_positions=128, prompt_max_length=128, dropout=0.1,
                          pos_init_std=0.1,
                          teacher_lr=1e-3, teacher_epochs=10, teacher_warmup_epochs=1, lr=1e-3, epochs=10,
                          warmup_epochs=1, batch_size=64),
@@ -278,7 +278,7 @@ def encode_prompts(texts: list[str], encoder: str = "minilm", max_length: int = 
     """Token features of the prompts from a frozen text encoder -> (N, max_length, D) float16 (zeros
     after each prompt's last token), cached on disk by (encoder, max_length, texts) so that a second
     run reads them back. Half precision halves the memory of a frozen table (2,300 SynthMSA prompts
-    at 64 tokens: 113 MB); the model computes in float32."""
+    at 128 tokens: 226 MB); the model computes in float32."""
     from ..io import atomic_path
     from ..layers.text import load_pretrained
     key = hashlib.sha256("\x1e".join([encoder, str(max_length), *texts]).encode("utf-8")).hexdigest()[:24]
