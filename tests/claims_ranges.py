@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+STUDENTS_07 = ("e0", "e01", "e03", "e05", "noleak", "noleak_e03", "blank")   # chapter 7's study: hint settings
+
 CHECKS = {
     "01_data_and_metrics": {
         "demo": [
@@ -310,6 +312,62 @@ CHECKS = {
             ("no translation loss in stage 1", lambda c: c["translation_in_stage1"] == 0.0 and c["stage2_first_epoch"] == 1),
             ("the toy rate grows with beta", lambda c: c["toy_rate_increases"] == 1.0),
             ("losses are finite", lambda c: math.isfinite(c["translation_last"]) and math.isfinite(c["ib_last"])),
+        ],
+    },
+    "07_mmslf": {
+        "demo": [
+            ("every departure from the official run has a reason", lambda c: c["recipe_rows_without_reason"] == 0),
+            ("every hint fits in the 128 tokens kept; the longest has 107",
+             lambda c: c["hints_truncated_share"] == 0.0 and c["hint_tokens_max"] == 107),
+            ("the teacher reads the leaked label: 0.998 on training clips, 0.811 / 0.773 on validation / test",
+             lambda c: c["teacher_train"] >= 0.99 and abs(c["teacher_valid"] - 0.811) < 0.002
+             and abs(c["teacher_test"] - 0.773) < 0.002 and c["teacher_train"] - c["teacher_test"] > 0.2),
+            ("plain maps close to uniform (3.71 of 3.91 nats), modulated sharper (3.45)",
+             lambda c: c["entropy_uniform"] - c["entropy_plain"] < 0.25
+             and c["entropy_plain"] - c["entropy_modulated"] > 0.2),
+            ("same most-attended frame in about 15 % of rows; Delta < 0 in about half of its entries",
+             lambda c: 0.13 <= c["same_top_share"] <= 0.17 and 0.48 <= c["delta_negative_share"] <= 0.52
+             and 0.3 <= c["total_variation"] <= 0.36),
+            ("distillation shrinks the gaps it is asked to shrink; the student alone drifts",
+             lambda c: c["student_attn_last"] < 0.35 * c["student_attn_first"] and c["alone_attn_last"] > c["alone_attn_first"]
+             and c["student_fusion_last"] < 0.5 * c["alone_fusion_last"]),
+            ("seed 0: the distilled student 4.1 points below the student alone, early fusion ahead of both",
+             lambda c: -0.045 <= c["distilled_minus_alone"] <= -0.035 and c["early_test"] > c["alone_test"] > c["student_test"]
+             and abs(c["early_test"] - 0.832) < 0.002),
+            # the committed study (chapters/studies/07_mmslf_grid.csv)
+            ("study: seed 0 is the live run, bit for bit", lambda c: c["study_seed0_matches_live"] == 0.0),
+            ("study: the leak teacher falls with the error rate, 0.792 -> 0.615",
+             lambda c: c["study_teacher_e0"] > c["study_teacher_e01"] > c["study_teacher_e03"] > c["study_teacher_e05"]
+             and abs(c["study_teacher_e0"] - 0.792) < 0.002 and abs(c["study_teacher_e05"] - 0.615) < 0.002),
+            ("study: its students flat (0.772 to 0.777) and all below the student alone",
+             lambda c: max(c[f"study_student_{t}"] for t in ("e0", "e01", "e03", "e05")) < c["study_alone"]
+             and max(c[f"study_student_{t}"] for t in ("e0", "e01", "e03", "e05"))
+             - min(c[f"study_student_{t}"] for t in ("e0", "e01", "e03", "e05")) < 0.01),
+            ("study: no leak, a better teacher (0.869, above early fusion) and the worst student (0.757)",
+             lambda c: c["study_teacher_noleak"] > c["study_early"] and c["study_teacher_noleak"] > c["study_teacher_e0"]
+             and c["study_student_noleak"] == min(c[f"study_student_{t}"] for t in STUDENTS_07)
+             and -0.055 <= c["study_noleak_student_minus_alone_min"] and c["study_noleak_student_minus_alone_max"] <= -0.015),
+            ("study: distilling costs 1.3 to 4.1 points in every seed",
+             lambda c: -0.042 <= c["study_distilled_minus_alone_min"] and c["study_distilled_minus_alone_max"] <= -0.012),
+            ("study: every ablation raises the student on average; only the student alone in every seed",
+             lambda c: all(c[f"drop_{t}"] < 0 for t in ("attention_matching", "fusion_token_matching", "teacher",
+                                                       "conditional_map_target", "blank_hints"))
+             and c["ahead_every_seed_only_alone"] == 1.0),
+            ("study: the blank-hint teacher's student level with the student alone",
+             lambda c: abs(c["study_student_blank"] - c["study_alone"]) < 0.005),
+            ("study: early fusion and LNLN ahead of every student",
+             lambda c: min(c["study_early"], c["study_lnln"]) > max([c["study_alone"]] + [c[f"study_student_{t}"] for t in STUDENTS_07])),
+            ("the student answers in well under a millisecond; the teacher several times slower",
+             lambda c: c["student_ms_one"] < 1.0 and c["student_ms_batched"] < c["student_ms_one"] and c["teacher_over_student_one"] > 2.0),
+            ("official SIMS students: 492,289 (1, 1), 533,953 (1, 2), 815,553 (2, 2)",
+             lambda c: c["sims_student_11"] == 492289 and c["official_sims_student"] == 533953 and c["sims_student_22"] == 815553),
+        ],
+        "smoke": [
+            ("accuracies are fractions", lambda c: all(0.0 <= c[k] <= 1.0 for k in ("teacher_train", "teacher_test",
+                                                                                   "student_test", "alone_test", "early_test"))),
+            ("hints fit", lambda c: c["hints_truncated_share"] == 0.0),
+            ("maps are distributions", lambda c: 0.0 < c["entropy_plain"] <= c["entropy_uniform"] + 1e-3),
+            ("losses are finite", lambda c: math.isfinite(c["student_attn_last"]) and math.isfinite(c["student_fusion_last"])),
         ],
     },
 }
