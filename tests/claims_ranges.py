@@ -328,6 +328,11 @@ CHECKS = {
             ("same most-attended frame in about 15 % of rows; Delta < 0 in about half of its entries",
              lambda c: 0.13 <= c["same_top_share"] <= 0.17 and 0.48 <= c["delta_negative_share"] <= 0.52
              and 0.3 <= c["total_variation"] <= 0.36),
+            ("toy: a prompt key equal to the query lifts the third-smallest frame to the top; the reversed key, the least",
+             lambda c: c["toy_along_frame_was_third_smallest"] == 1.0 and c["toy_against_top_was_plain_least"] == 1.0),
+            ("fusion-token gap 0.62 -> 0.30 distilled, 0.70 alone",
+             lambda c: abs(c["student_fusion_first"] - 0.62) < 0.01 and abs(c["student_fusion_last"] - 0.30) < 0.01
+             and abs(c["alone_fusion_last"] - 0.70) < 0.01),
             ("distillation shrinks the gaps it is asked to shrink; the student alone drifts",
              lambda c: c["student_attn_last"] < 0.35 * c["student_attn_first"] and c["alone_attn_last"] > c["alone_attn_first"]
              and c["student_fusion_last"] < 0.5 * c["alone_fusion_last"]),
@@ -352,7 +357,7 @@ CHECKS = {
             ("study: every ablation raises the student on average; only the student alone in every seed",
              lambda c: all(c[f"drop_{t}"] < 0 for t in ("attention_matching", "fusion_token_matching", "teacher",
                                                        "conditional_map_target", "blank_hints"))
-             and c["ahead_every_seed_only_alone"] == 1.0),
+             and c["ahead_every_seed_only_alone"] == 1.0 and c["behind_every_seed_none"] == 1.0),
             ("study: the blank-hint teacher's student level with the student alone",
              lambda c: abs(c["study_student_blank"] - c["study_alone"]) < 0.005),
             ("study: early fusion and LNLN ahead of every student",
