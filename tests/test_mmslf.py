@@ -124,6 +124,7 @@ def test_prompts_are_written_once_and_reused(synth_smoke, tmp_path, monkeypatch)
     assert len(calls) == n
     csvs = list(tmp_path.glob("*.csv"))
     assert len(csvs) == 1 and "describer-v2-e0-s0-leak" in csvs[0].name
+    assert model.prompt_cache_path(synth_smoke, tmp_path) == csvs[0]          # where the chapter reads them back
     build("mmslf", synth_smoke.spec, **SMALL).prepare(synth_smoke, cache_dir=tmp_path)
     assert len(calls) == n                                                     # the second run asked nothing
     assert len(list(tmp_path.glob("prompt-features-*.npy"))) == 1

@@ -1,4 +1,4 @@
-"""Chapter 7's MMSLF variants over three training seeds, on the demo profile (about 30 minutes on 2 cores).
+"""Chapter 7's MMSLF variants over three training seeds, on the demo profile (about 35 minutes on 2 cores).
 
     python chapters/studies/07_mmslf_grid.py           # writes 07_mmslf_grid.csv beside it
 
@@ -7,10 +7,10 @@ perception errors, the official label leak); this study retrains them with
 
 * hints of falling quality: the describer's perception error rate 0, 0.1, 0.3 and 0.5;
 * the label leak switched off (training hints never see the label), at error 0 and 0.3;
-* a teacher whose hints are all the same empty text (the paper's "w/o prompt"), and its student;
+* a teacher whose hints are all the same empty text ("w/o prompt" in summaries of the paper), and its student;
 * students of the seed's error-0 teacher without attention matching, without fusion-token
   matching, without either (the same student trained alone: "w/o teacher"), and matching
-  the teacher's modulated map instead of its plain one (the paper's wording);
+  the teacher's modulated map instead of its plain one (as summaries of the paper describe it);
 * early fusion and LNLN, the baselines.
 
 Per (variant, seed) one row: the teacher's accuracy on the training clips (whose hints may
@@ -47,7 +47,7 @@ STUDENTS = {                                # variant: loss weights of a student
 
 def two_stages(data, seed, threads, blank_hints=False, **options):
     """Build MMSLF (synth preset), write and encode the hints, train the teacher then the student
-    -> (model, teacher state, row of numbers). The chapter runs the same steps."""
+    -> (teacher state, row of numbers). The chapter runs the same steps."""
     seed_everything(seed, threads=threads)
     model = build("mmslf", data.spec, preset="synth", **options)
     if blank_hints:                          # every clip gets the same empty hint
@@ -63,13 +63,17 @@ def two_stages(data, seed, threads, blank_hints=False, **options):
     row = {"teacher_train": evaluate(model, data.train, data.spec)[key], "teacher_test": teacher.test[key],
            "teacher_epoch": teacher.best_epoch}
     model.set_stage("student")
-    return model, teacher_state, {**row, **student_row(model, data, seed, key)}
+    return teacher_state, {**row, **student_row(model, data, seed, key)}
+
+
+def test_row(result, key) -> dict:
+    """The deployed model's test numbers (the student's, or a baseline's) and its selected epoch."""
+    return {"student_test": result.test[key], "student_MAE": result.test["MAE"], "student_Corr": result.test["Corr"],
+            "student_epoch": result.best_epoch}
 
 
 def student_row(model, data, seed, key) -> dict:
-    result = fit(model, data, model.stage_config("student", seed=seed))
-    return {"student_test": result.test[key], "student_MAE": result.test["MAE"], "student_Corr": result.test["Corr"],
-            "student_epoch": result.best_epoch}
+    return test_row(fit(model, data, model.stage_config("student", seed=seed)), key)
 
 
 def rows_for_seed(seed: int, data, p, args=None) -> list[dict]:
@@ -83,11 +87,11 @@ def rows_for_seed(seed: int, data, p, args=None) -> list[dict]:
 
     base_state = None
     for variant, (error, leak) in HINTS.items():
-        _, state, row = two_stages(data, seed, p.threads, prompt_error_rate=error, label_leak=leak)
+        state, row = two_stages(data, seed, p.threads, prompt_error_rate=error, label_leak=leak)
         add(variant, error, leak, row)
         if variant == "mmslf":
             base_state, base_row = state, row
-    _, _, row = two_stages(data, seed, p.threads, blank_hints=True)
+    _, row = two_stages(data, seed, p.threads, blank_hints=True)
     add("blank hints", np.nan, True, row)
     teacher_cols = {k: base_row[k] for k in ("teacher_train", "teacher_test", "teacher_epoch")}
     for variant, weights in STUDENTS.items():
@@ -102,9 +106,7 @@ def rows_for_seed(seed: int, data, p, args=None) -> list[dict]:
         model = make()
         cfg = (model.cfg.train_config(seed=seed) if name == "lnln"
                else TrainConfig(epochs=10, batch_size=64, lr=2e-3, seed=seed))
-        result = fit(model, data, cfg)
-        add(name, np.nan, False, {"student_test": result.test[key], "student_MAE": result.test["MAE"],
-                                  "student_Corr": result.test["Corr"], "student_epoch": result.best_epoch})
+        add(name, np.nan, False, test_row(fit(model, data, cfg), key))
     return rows
 
 

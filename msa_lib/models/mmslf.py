@@ -366,22 +366,26 @@ class MMSLF(MSAModel):
             return OpenAIChat(cfg.prompt_url, cfg.prompt_model)
         raise ValueError(f"prompt_source must be 'describer' or 'openai', got {cfg.prompt_source!r}")
 
-    def prepare(self, data, cache_dir=None) -> None:
-        """Write (or read back from the cache) a prompt for every clip of every split, encode them with
-        the frozen prompt encoder and hand them to the teacher (``set_prompts``)."""
+    def prompt_cache_path(self, data, cache_dir=None):
+        """The CSV in which ``prepare`` keeps this configuration's prompts for ``data`` (official columns)."""
         from pathlib import Path
 
         from ..data.synthetic import cache_dir as default_cache
-        from ..prompts import clips_from_split, generate_prompts
-        source, cfg = self.prompt_source(), self.cfg
         folder = Path(cache_dir) if cache_dir is not None else default_cache() / "prompts"
-        name = f"{self.spec.name}-{len(data.train.label)}-{source.tag}-{'leak' if cfg.label_leak else 'noleak'}.csv"
+        leak = "leak" if self.cfg.label_leak else "noleak"
+        return folder / f"{self.spec.name}-{len(data.train.label)}-{self.prompt_source().tag}-{leak}.csv"
+
+    def prepare(self, data, cache_dir=None) -> None:
+        """Write (or read back from the cache) a prompt for every clip of every split, encode them with
+        the frozen prompt encoder and hand them to the teacher (``set_prompts``)."""
+        from ..prompts import clips_from_split, generate_prompts
+        source, cfg, path = self.prompt_source(), self.cfg, self.prompt_cache_path(data, cache_dir)
         ids, texts = [], []
         for mode in ("train", "valid", "test"):
             split = getattr(data, mode)
-            texts += generate_prompts(source, clips_from_split(split, mode), folder / name, label_leak=cfg.label_leak)
+            texts += generate_prompts(source, clips_from_split(split, mode), path, label_leak=cfg.label_leak)
             ids += list(split.ids)
-        self.set_prompts(ids, encode_prompts(texts, cfg.prompt_encoder, cfg.prompt_max_length, cache_dir=folder))
+        self.set_prompts(ids, encode_prompts(texts, cfg.prompt_encoder, cfg.prompt_max_length, cache_dir=path.parent))
 
     # -- stages ------------------------------------------------------------------------------
     def stages(self) -> list[str]:
