@@ -67,19 +67,22 @@ def cmd_train(args) -> None:
     from .train import TrainConfig, fit_stages
 
     data = _load_data(args.data)
+    if args.holdout is not None or args.source is not None:
+        data = _domain_split(data, args)
     options = _parse_sets(args.set)
     if args.preset:
         options["preset"] = args.preset
     model = _build_model(args.model, data.spec, options)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      deterministic=args.deterministic, progress=not args.quiet)
+                      deterministic=args.deterministic, progress=not args.quiet, dg=args.dg, dg_weight=args.dg_weight)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.prepare(data)                       # e.g. MMSLF's prompts (cached after the first run)
     results = fit_stages(model, data, cfg, device=pick_device(args.device), checkpoint_dir=out, resume=args.resume)
     result = list(results.values())[-1]
     from .train import _plain
-    write_json({"model": args.model, "data": args.data, "model_config": _plain(model.cfg),
+    write_json({"model": args.model, "data": args.data, "holdout": args.holdout, "source": args.source,
+                "selection": data.config.get("selection"), "model_config": _plain(model.cfg),
                         "train_config": asdict(cfg), "spec": data.spec.to_dict(),
                         "n_params": model.n_params()}, out / "config.json")
     write_csv(result.history, out / "history.csv")
@@ -89,6 +92,19 @@ def cmd_train(args) -> None:
         metrics["stages"] = {str(k): {"best_epoch": r.best_epoch, "test": r.test} for k, r in results.items()}
     write_json(metrics, out / "metrics.json")
     print(json.dumps({"best_epoch": result.best_epoch, "test": result.test}, indent=1))
+
+
+def _domain_split(data, args):
+    """--holdout D (leave-one-domain-out) or --source S --holdout T (single source), --select."""
+    from .data.domains import holdout, single_source
+    try:
+        if args.source is not None:
+            if args.holdout is None:
+                raise UsageError("--source needs --holdout TARGET (the domain to test on)")
+            return single_source(data, args.source, args.holdout, args.select)
+        return holdout(data, args.holdout, args.select)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
 
 
 def load_checkpoint(path, spec=None):
@@ -220,6 +236,17 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--preset", help="model preset (synth, mosi, mosei, sims)")
+    t.add_argument("--holdout", metavar="DOMAIN",
+                   help="leave this domain out: train and select on the others, test on it (a SynthMSA domain "
+                        "name or id, or a dataset of a combined --data such as mosi+mosei+sims)")
+    t.add_argument("--source", metavar="DOMAIN", help="single-source protocol: train on this domain only "
+                                                      "(needs --holdout TARGET)")
+    t.add_argument("--select", default="source", choices=["source", "oracle"],
+                   help="model selection on the source domains' validation data (default) or, labelled as "
+                        "an oracle, on the held-out domain's")
+    t.add_argument("--dg", default="erm", choices=["erm", "irm", "coral", "adversarial", "mixup"],
+                   help="domain-generalization objective added to the model's loss (msa_lib.dg)")
+    t.add_argument("--dg-weight", type=float, default=None, help="weight of its penalty (default per method)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model option (repeatable)")
     t.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     t.add_argument("--deterministic", action="store_true")

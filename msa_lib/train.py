@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 
 from . import metrics as M
-from .data.batch import Batch, Split, iterate
+from .data.batch import Batch, Split, iterate, make_batch
+from .dg import Objective
 from .io import atomic_path
 from .data.spec import DatasetSpec
 from .missing import PATTERNS, apply_keep_matrix, apply_pattern, modality_keep_matrix, random_missing
@@ -51,6 +52,10 @@ class TrainConfig:
     progress: bool = False         # tqdm progress bar over epochs
     threads: int | None = None     # torch CPU threads
     eval_batch_size: int = 256
+    dg: str = "erm"                # domain-generalization objective (msa_lib.dg): "erm", "irm", "coral",
+    #                                "adversarial" or "mixup"
+    dg_weight: float | None = None # weight of its penalty (None: msa_lib.dg.DEFAULT_WEIGHTS)
+    dg_alpha: float = 0.2          # Mixup's Beta(alpha, alpha)
 
 
 @dataclass
@@ -123,9 +128,10 @@ def predict(model, split: Split, spec: DatasetSpec, protocol: Callable[[Batch], 
 
 
 def evaluate(model, split: Split, spec: DatasetSpec, protocol=None, batch_size: int = 256, device=None) -> dict:
-    """The metric set of ``spec`` (MOSI or SIMS) plus ``loss`` on ``split``."""
+    """The metric set of ``spec`` (MOSI or SIMS, on the native label scale: ``spec.score_scale``)
+    plus ``loss`` (on the training scale) on ``split``."""
     pred, label, loss = predict(model, split, spec, protocol, batch_size, device)
-    out = M.compute(spec.metric_set, pred, label)
+    out = M.compute(spec.metric_set, pred * spec.score_scale, label * spec.score_scale)
     out["loss"] = round(loss, 4)
     return out
 
@@ -161,7 +167,10 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
     model.to(device)
     if cfg.clip_mode not in ("norm", "value"):
         raise ValueError(f"clip_mode must be 'norm' or 'value', got {cfg.clip_mode!r}")
-    optimizer = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr)
+    objective = Objective(cfg.dg, cfg.dg_weight, cfg.dg_alpha)
+    objective.attach(model, data.spec.n_domains, make_batch(data.train, np.arange(min(2, len(data.train)))).to(device))
+    groups = lambda: model.param_groups(cfg.weight_decay) + objective.param_groups(cfg.weight_decay)  # noqa: E731
+    optimizer = torch.optim.AdamW(groups(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule_unit == "step":
@@ -179,6 +188,8 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
     if resume and ckpt is not None and (ckpt / "last.pt").exists():
         state = torch.load(ckpt / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
+        if "objective" in state:
+            objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -194,16 +205,19 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
         t_epoch = time.perf_counter()
         model.on_epoch_start(epoch, data.train, device, seed=cfg.seed)
         if cfg.reset_optimizer and epoch > start_epoch:     # new moments; the schedule keeps its place
-            optimizer = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr)
+            optimizer = torch.optim.AdamW(groups(), lr=cfg.lr)
             offset = epoch * steps_per_epoch
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s, o=offset: factor(s + o))
         model.train()
         sums, n_seen = {}, 0
         for batch in iterate(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch):
-            batch = model.train_batch(batch, epoch, cfg.seed).to(device)
+            batch = objective.transform(model.train_batch(batch, epoch, cfg.seed), epoch, cfg.seed).to(device)
             with _autocast(device, cfg.amp):
                 out = model(batch)
                 terms = model.loss(batch, out)
+                for name, value in objective.terms(model, batch, out).items():
+                    terms[name] = value
+                    terms["total"] = terms["total"] + objective.weight * value
             if not torch.isfinite(terms["total"]):
                 raise FloatingPointError(f"loss became {terms['total'].item()} at epoch {epoch}; "
                                          f"try a lower learning rate (lr={cfg.lr}) or gradient clipping")
@@ -236,13 +250,15 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
         elif epoch >= cfg.select_from:
             wait += 1
         if ckpt is not None:
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            _save_atomic({"model": model.state_dict(), "objective": objective.state_dict(),
+                          "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
                           "epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history,
                           "best_state": best_state, "wait": wait}, ckpt / "last.pt")
         if cfg.patience is not None and wait >= cfg.patience:
             break
 
+    objective.detach()
     model.load_state_dict(best_state)
     hist = pd.DataFrame(history)
     valid_best = {k[len("valid_"):]: v for k, v in history[best_epoch - history[0]["epoch"]].items()

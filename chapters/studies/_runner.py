@@ -17,9 +17,10 @@ from msa_lib.io import write_study_csv
 from msa_lib.profiles import profile, seed_everything
 
 
-def run_study(script: str, doc: str, rows_for_seed, argv=None, add_arguments=None, recipe: str | None = None) -> int:
+def run_study(script: str, doc: str, rows_for_seed, argv=None, add_arguments=None, recipe: str | None = None,
+              seeds=(0, 1, 2)) -> int:
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
     ap.add_argument("--out", default=str(Path(script).with_suffix(".csv")))
     if add_arguments:
         add_arguments(ap)

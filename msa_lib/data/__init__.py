@@ -17,11 +17,18 @@ from .spec import MODALITIES, DatasetSpec
 
 
 def load(name_or_path: str = "synth", size: str | None = None, seed: int = 0, verify: bool = True):
-    """Load a dataset by name or path as an MMSAData (spec + train/valid/test Splits)."""
+    """Load a dataset by name or path as an MMSAData (spec + train/valid/test Splits).
+
+    ``"mosi+mosei+sims"`` (names or paths joined by "+"): one domain each, see ``harmonise.load_domains``.
+    """
+    text = str(name_or_path)
+    if "+" in text and not Path(text).expanduser().exists():
+        from .harmonise import load_domains
+        return load_domains(text.split("+"), verify=verify)
+
     from .mmsa import load_mmsa, resolve_dataset_path
     from .synthetic import SIZES, synth_file
 
-    text = str(name_or_path)
     if text == "synth" or text.startswith("synth:"):
         parts = text.split(":")
         size = parts[1] if len(parts) > 1 and parts[1] else (size or "demo")

@@ -27,6 +27,9 @@ class DatasetSpec:
         text encoder (100 in every MMSA release's BERT vocabulary, unless the file says).
     unk_text_feature: feature vector for the unknown token, used when a missing-data
         protocol replaces text tokens by "unk" on precomputed features (None if unknown).
+    score_scale: predictions and labels are multiplied by this before the metrics (1 unless
+        the data was put on a common label scale, e.g. MOSI's [-3, 3] divided by 3 when it is
+        combined with SIMS: the metrics are then computed on the native scale again).
     """
 
     name: str
@@ -38,6 +41,7 @@ class DatasetSpec:
     n_domains: int = 1
     has_text_ids: bool = False
     unk_token_id: int = 100
+    score_scale: float = 1.0
     unk_text_feature: tuple[float, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self):

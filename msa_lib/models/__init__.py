@@ -8,6 +8,7 @@ from . import cyin  # noqa: F401
 from . import hme  # noqa: F401
 from . import lnln  # noqa: F401
 from . import mmslf  # noqa: F401
+from . import midg  # noqa: F401
 from .base import MSAModel, ModelOutput, available, build, make_config, register
 
 BASELINES = ("text_only", "early_fusion", "late_fusion", "tfn", "mult")

@@ -94,6 +94,12 @@ class MSAModel(nn.Module):
     def set_stage(self, stage) -> None:
         """Switch to a training stage (what trains, what the forward computes). Default: nothing."""
 
+    def representation_module(self) -> nn.Module | None:
+        """The module whose *input* is the sample's final representation (flattened to (B, d) by
+        ``msa_lib.dg``, which reads it for CORAL and the domain-adversarial head). Default:
+        ``self.head``; a model without one overrides this (or returns None: no representation)."""
+        return getattr(self, "head", None)
+
     def n_params(self, trainable_only: bool = True) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 

@@ -190,6 +190,9 @@ class LateFusion(MSAModel):
         weights = torch.nan_to_num(logits.softmax(1), nan=0.0)                        # none present -> 0
         return ModelOutput((weights * preds).sum(1), {"unimodal": preds, "weights": weights, "present": present})
 
+    def representation_module(self):
+        return None                       # three unimodal decisions, no shared representation
+
     def loss(self, batch, out):
         task = self.regression_loss(out.pred, batch.label)
         present = out.aux["present"]

@@ -369,6 +369,9 @@ class CyIN(MSAModel):
         aux["B"] = fused
         return ModelOutput(self.fusion(fused), aux)
 
+    def representation_module(self) -> nn.Module:
+        return self.fusion.out            # its input: the fused (B, 6 C_U) vector
+
     def loss(self, batch: Batch, out: ModelOutput) -> dict[str, torch.Tensor]:
         cfg, aux = self.cfg, out.aux
         zero = out.pred.new_zeros(())

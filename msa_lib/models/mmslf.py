@@ -438,6 +438,9 @@ class MMSLF(MSAModel):
             self.teacher.train(was)
         return ModelOutput(out["pred"], aux)
 
+    def representation_module(self) -> nn.Module:
+        return (self.teacher if self.stage == "teacher" else self.student).head   # input: the fusion tokens
+
     def loss(self, batch: Batch, out: ModelOutput) -> dict[str, torch.Tensor]:
         task = self.regression_loss(out.pred, batch.label)
         if self.stage == "teacher" or "teacher" not in out.aux:
