@@ -376,6 +376,53 @@ CHECKS = {
             ("losses are finite", lambda c: math.isfinite(c["student_attn_last"]) and math.isfinite(c["student_fusion_last"])),
         ],
     },
+    "08_midg": {
+        "demo": [
+            ("the protocol keeps the held-out domain out of training and selection: 1,125 training clips, 0 leaked",
+             lambda c: c["holdout_leak"] == 0 and c["holdout_train_clips"] == 1125),
+            ("audio and vision name every test clip's domain, text about half (chance 0.25)",
+             lambda c: c["domain_acc_audio"] == 1.0 and c["domain_acc_vision"] == 1.0 and 0.45 <= c["domain_acc_text"] <= 0.6),
+            ("mean labels per domain span +0.16 to -0.50", lambda c: abs(c["label_mean_spread"] - 0.66) < 0.01),
+            # the committed study of every model (chapters/studies/08_midg_gap.csv)
+            ("gap study: all eleven models lose, 14.6 points on average; studio-reviewers 26.6, call-centre 9.4",
+             lambda c: c["gap_models_positive"] == 11 and abs(c["gap_mean_all"] - 0.146) < 0.002
+             and abs(c["gap_worst_domain"] - 0.266) < 0.002 and abs(c["gap_best_domain"] - 0.094) < 0.002),
+            ("gap study: text-only loses 3.4 points", lambda c: abs(c["gap_text_only"] - 0.034) < 0.002),
+            ("MIDG's synth preset has 184,920 parameters and its adapter starts as the identity",
+             lambda c: c["midg_params"] == 184920 and c["adapter_identity_at_init"] == 1.0),
+            ("live: in-domain 0.804, held out ERM 0.495 and MIDG 0.536; the study repeats both runs",
+             lambda c: abs(c["live_in_domain"] - 0.804) < 0.002 and abs(c["live_erm"] - 0.495) < 0.002
+             and abs(c["live_midg"] - 0.536) < 0.002 and c["study_matches_live_erm"] == 1.0
+             and c["study_matches_live_midg"] == 1.0),
+            ("live: held-out predictions shifted by about +1.3, the in-domain model's by -0.14; correlation drops less",
+             lambda c: 1.2 <= c["live_erm_bias"] <= 1.45 and 1.2 <= c["live_midg_bias"] <= 1.45
+             and abs(c["live_in_domain_bias"]) < 0.2 and c["live_erm_corr"] > 0.35 and c["live_midg_corr"] > 0.35),
+            # the committed grid (chapters/studies/08_midg_grid.csv)
+            ("grid: ERM 0.576 held out, 0.825 in-domain; MIDG 0.577 (+0.1 points, ahead in 5 of 12 pairs)",
+             lambda c: abs(c["erm_mean"] - 0.576) < 0.002 and abs(c["in_domain_erm"] - 0.825) < 0.002
+             and abs(c["vs_erm_midg"] - 0.001) < 0.002 and c["wins_midg"] == 5),
+            ("grid: CORAL and Mixup +1.7 points, ahead in 9 of 12, within one sd of ERM over seeds (0.037)",
+             lambda c: all(0.015 <= c[f"vs_erm_{m}"] <= 0.019 and c[f"wins_{m}"] == 9 for m in ("coral", "mixup"))
+             and max(c["vs_erm_coral"], c["vs_erm_mixup"]) < c["sd_erm"] and abs(c["sd_erm"] - 0.037) < 0.002),
+            ("grid: adversarial -0.3 and IRM -0.9 points", lambda c: -0.005 <= c["vs_erm_adversarial"] <= 0.0
+             and -0.011 <= c["vs_erm_irm"] <= -0.007),
+            ("grid: the oracle gains 4.7 points, more than any method", lambda c: abs(c["vs_erm_oracle"] - 0.047) < 0.002
+             and c["vs_erm_oracle"] > max(c[f"vs_erm_{m}"] for m in ("irm", "coral", "adversarial", "mixup", "midg"))),
+            ("router: two experts take 99 % of the clips; entropy 0.995 of 1.386 nats; domains differ by 0.23",
+             lambda c: abs(c["router_entropy"] - 0.995) < 0.005 and abs(c["router_top_share_max"] - 0.585) < 0.005
+             and abs(c["router_domain_spread"] - 0.232) < 0.005),
+            ("ablations: every part's effect under 0.6 points; in-domain MIDG 0.823 and backbone 0.825",
+             lambda c: all(abs(c[f"ablation_{t}"]) < 0.006 for t in ("adapter", "disentangle", "one_expert", "all"))
+             and abs(c["in_domain_midg"] - 0.823) < 0.002),
+        ],
+        "smoke": [
+            ("accuracies are fractions", lambda c: all(0.0 <= c[k] <= 1.0 for k in ("live_in_domain", "live_erm", "live_midg",
+                                                                                   "domain_acc_audio", "domain_acc_text"))),
+            ("the protocol leaks nothing", lambda c: c["holdout_leak"] == 0),
+            ("the adapter starts as the identity", lambda c: c["adapter_identity_at_init"] == 1.0),
+            ("the router's weights are a distribution", lambda c: 0.0 < c["router_entropy"] <= c["router_entropy_uniform"] + 1e-6),
+        ],
+    },
 }
 
 
