@@ -171,15 +171,16 @@ def test_models_without_a_representation_say_so(tiny):
 
 
 # ----------------------------------------------------------------------------------------- CLI
-def test_cli_trains_with_a_held_out_domain(tmp_path, synth_smoke, capsys):
+@pytest.mark.parametrize("model", ["early_fusion", "midg"])
+def test_cli_trains_with_a_held_out_domain(tmp_path, synth_smoke, capsys, model):
     from msa_lib.cli import main
     out = tmp_path / "run"
-    rc = main(["train", "--model", "early_fusion", "--data", "synth:smoke", "--holdout", "call-centre",
+    rc = main(["train", "--model", model, "--data", "synth:smoke", "--holdout", "call-centre", "--preset", "synth",
                "--dg", "coral", "--epochs", "1", "--quiet", "--set", "d_model=16", "--out", str(out)])
     assert rc == 0
     config = json.loads((out / "config.json").read_text())
     assert config["holdout"] == "call-centre" and config["selection"] == "source validation"
-    assert config["train_config"]["dg"] == "coral"
+    assert config["train_config"]["dg"] == "coral" and config["model"] == model
     assert json.loads((out / "metrics.json").read_text())["test"]["MAE"] > 0
     rc = main(["train", "--model", "early_fusion", "--data", "synth:smoke", "--holdout", "radio",
                "--epochs", "1", "--quiet", "--out", str(tmp_path / "bad")])
