@@ -168,7 +168,8 @@ def fit(model, data, cfg: TrainConfig | None = None, device=None, checkpoint_dir
     if cfg.clip_mode not in ("norm", "value"):
         raise ValueError(f"clip_mode must be 'norm' or 'value', got {cfg.clip_mode!r}")
     objective = Objective(cfg.dg, cfg.dg_weight, cfg.dg_alpha)
-    objective.attach(model, data.spec.n_domains, make_batch(data.train, np.arange(min(2, len(data.train)))).to(device))
+    if objective.needs_representation:                 # hook the head's input (the adversary: sized on 2 clips)
+        objective.attach(model, data.spec.n_domains, make_batch(data.train, np.arange(min(2, len(data.train)))).to(device))
     groups = lambda: model.param_groups(cfg.weight_decay) + objective.param_groups(cfg.weight_decay)  # noqa: E731
     optimizer = torch.optim.AdamW(groups(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)

@@ -205,3 +205,10 @@ def test_speaker_domains_group_videos_and_fall_back_to_clips(tmp_path):
     for i, d in zip(ids, videos.train.domain):            # every clip of a video in one group
         by_video.setdefault(i.split("$_$")[0], set()).add(int(d))
     assert all(len(v) == 1 for v in by_video.values())
+
+
+def test_the_cli_offers_exactly_the_library_objectives():
+    from msa_lib.cli import parser
+    from msa_lib.dg import METHODS
+    train = next(a for a in parser()._subparsers._group_actions[0].choices["train"]._actions if a.dest == "dg")
+    assert tuple(train.choices) == METHODS          # the CLI lists them without importing torch
