@@ -21,10 +21,12 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
 from .io import write_csv
+from .profiles import REPO_ROOT
 
 
 def _rss_mb() -> float:
@@ -215,4 +217,37 @@ def run_official_bench(root, steps: int = 2, out: str | None = None, models=("ln
     if out:
         from .io import write_study_csv
         write_study_csv(df, out, f"python -m msa_lib bench --official --steps {steps}", threads=int(df.threads.iloc[0]))
+    return df
+
+
+def run_grid_bench(backends=("local", "ray"), methods=None, seeds=(0,), workers: int | None = None) -> pd.DataFrame:
+    """Cells per hour of the same smoke grid (every book model, every test-time condition) under
+    each backend, each into a fresh results folder; the wall time includes starting the pool or
+    the Ray cluster. ``overhead_pct``: extra wall time against the first backend."""
+    import shutil
+    import tempfile
+
+    from . import grid
+    from .recipes import BOOK_MODELS
+    methods = list(methods or BOOK_MODELS)
+    data = grid.data_name("synth", "smoke")
+    jobs = grid.plan(methods, grid.expand_conditions("complete,random,mr,pattern"), list(seeds), "smoke", "synth",
+                     data)
+    cells = sum(len(j.conditions) for j in jobs)
+    rows, tables = [], {}
+    for backend in backends:
+        folder = Path(tempfile.mkdtemp(prefix=f"grid-bench-{backend}-", dir=REPO_ROOT / "_build"))
+        try:
+            t0 = time.perf_counter()
+            tables[backend] = grid.run_grid(jobs, folder, backend=backend, workers=workers, progress=False)
+            wall = time.perf_counter() - t0
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        rows.append({"backend": backend, "cells": cells, "trainings": len(jobs), "wall_s": round(wall, 1),
+                     "s_per_cell": round(wall / cells, 3), "cells_per_hour": round(3600 * cells / wall)})
+    df = pd.DataFrame(rows)
+    df["overhead_pct"] = (100 * (df["wall_s"] / df["wall_s"].iloc[0] - 1)).round(1)
+    first = tables[backends[0]]
+    metric_cols = [c for c in first.columns if c not in (*grid.COST_FIELDS, "device", "date")]
+    df["same_table"] = [tables[b][metric_cols].equals(first[metric_cols]) for b in backends]
     return df

@@ -1,4 +1,4 @@
-"""Command line: ``python -m msa_lib {data,train,eval,bench,numerics,kernel,exercises} ...`` (``--help`` on each).
+"""Command line: ``python -m msa_lib {data,train,eval,grid,bench,numerics,kernel,exercises,student} ...`` (``--help`` on each).
 
 Errors a user can fix (a wrong model name, a missing file, a malformed pickle) are
 reported as one line on stderr with exit code 2, not as a traceback.
@@ -151,7 +151,78 @@ def cmd_eval(args) -> None:
         write_csv(df, args.out)
 
 
+def cmd_grid(args) -> None:
+    from . import grid
+    from .profiles import REPO_ROOT
+    try:
+        if args.threads_per_cell < 1 or (args.workers is not None and args.workers < 1):
+            raise grid.GridError("--workers and --threads-per-cell must be at least 1")
+        methods = _grid_methods(args.methods)
+        seeds = _grid_seeds(args.seeds)
+        data_name = grid.data_name(args.data, args.profile)
+        data = _load_data(data_name)
+        from .data.domains import domain_names
+        domains = domain_names(data) if data.spec.n_domains > 1 else []
+        conditions = grid.expand_conditions(args.conditions, domains)
+        if args.conditions == "all" and not domains:
+            print("this data has no domains: the indomain/holdout conditions are left out", file=sys.stderr)
+        jobs = grid.plan(methods, conditions, seeds, args.profile, args.preset, data_name)
+        results = Path(args.results or REPO_ROOT / "_build" / "grid" / args.profile)
+        todo = grid.pending(jobs, results)
+        cells = sum(len(j.conditions) for j in jobs)
+        print(f"grid: {len(methods)} methods x {len(conditions)} conditions x {len(seeds)} seeds = {cells} cells "
+              f"({sum(len(j.conditions) for j in todo)} to compute in {len(todo)} trainings); results in {results}",
+              file=sys.stderr)
+        if args.dry_run:
+            for job in todo:
+                print(f"{job.method}\tseed {job.seed}\ttrain {job.train}\t{len(job.conditions)} cells")
+            return
+        options = {}
+        if args.backend in ("ray", "slurm"):
+            options["gpus_per_cell"] = args.gpus_per_cell
+        if args.backend == "slurm":
+            options.update(cluster=args.slurm_cluster, partition=args.slurm_partition, time_min=args.slurm_time_min)
+        table = grid.run_grid(jobs, results, backend=args.backend, workers=args.workers,
+                              threads=args.threads_per_cell, device=args.device, progress=not args.quiet, **options)
+    except (grid.GridError, grid.ResultFileError) as err:
+        raise UsageError(str(err)) from err
+    if args.out:
+        write_csv(table, args.out)
+        print(f"wrote {len(table)} cells to {args.out}", file=sys.stderr)
+    from .leaderboard import leaderboard
+    print(leaderboard(table).to_string())
+
+
+def _grid_methods(text: str) -> list[str]:
+    from .models import available
+    from .recipes import BOOK_MODELS
+    if text == "all":
+        return list(BOOK_MODELS)
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in available()]
+    if unknown or not methods:
+        raise UsageError(f"unknown method(s) {unknown or text!r}; available: all, {', '.join(available())}")
+    return methods
+
+
+def _grid_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds expects integers separated by commas, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds needs at least one seed and no repeats, got {text!r}")
+    return seeds
+
+
 def cmd_bench(args) -> None:
+    if args.grid:
+        from .bench import run_grid_bench
+        df = run_grid_bench(backends=[b.strip() for b in args.backends.split(",") if b.strip()])
+        print(df.to_string(index=False))
+        if args.out:
+            write_csv(df, args.out)
+        return
     if args.official:
         from .bench import run_official_bench
         from .profiles import REPO_ROOT
@@ -268,6 +339,48 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="write the table as CSV here")
     e.set_defaults(func=cmd_eval)
 
+    gr = sub.add_parser(
+        "grid", help="the benchmark: methods x conditions x seeds, one JSON per cell, resumable",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train every method once per seed (plus once per held-out domain), score it under every "
+                    "condition, write each cell to RESULTS/<method>/<cell>.json atomically; cells already there "
+                    "are skipped, so rerunning a killed grid resumes it. Prints the leaderboard.",
+        epilog="conditions: complete | random:R (R 0.0-0.9, every element missing with rate R) | mr:R (R 0.1-0.7, "
+               "whole modalities missing) | pattern:P (P in tav,ta,tv,av,t,a,v) | indomain:D | holdout:D (trains "
+               "on every domain but D); or the kinds random, mr, pattern, indomain, holdout; or all.\n"
+               "examples:\n  python -m msa_lib grid --profile smoke\n"
+               "  python -m msa_lib grid --profile demo --seeds 0,1,2 --out grid.csv\n"
+               "  RAY_ADDRESS=auto python -m msa_lib grid --backend ray --profile full --gpus-per-cell 0.25\n"
+               "  python -m msa_lib grid --backend slurm --slurm-partition gpu --gpus-per-cell 1 --profile full")
+    gr.add_argument("--methods", default="all", help="comma-separated models, or all (the book's 11; default)")
+    gr.add_argument("--conditions", default="all", help="comma-separated conditions or kinds, or all (default)")
+    gr.add_argument("--seeds", default="0", help="training seeds, comma-separated (default 0; the book uses 0,1,2)")
+    gr.add_argument("--profile", default="smoke", choices=["smoke", "demo", "full"],
+                    help="smoke: SynthMSA smoke, 2 epochs; demo: SynthMSA demo, each chapter's recipe; "
+                         "full: SynthMSA full, the full profile's epochs (default smoke)")
+    gr.add_argument("--preset", default="synth", help="model preset: synth (default), or mosi/mosei/sims with --data")
+    gr.add_argument("--data", default="synth",
+                    help="synth (the profile's SynthMSA, default), a dataset path, or mosi+mosei+sims")
+    gr.add_argument("--backend", default="local", choices=["local", "ray", "slurm"],
+                    help="local: a process pool on this machine (default); ray: Ray tasks on RAY_ADDRESS or a "
+                         "local cluster (pip install 'msa_lib[ray]'); slurm: submitit job arrays "
+                         "(pip install 'msa_lib[slurm]')")
+    gr.add_argument("--workers", type=int, default=None,
+                    help="cells trained at once (default: CPU cores // --threads-per-cell; slurm: array parallelism)")
+    gr.add_argument("--threads-per-cell", type=int, default=1, help="torch CPU threads (and CPUs requested) per cell")
+    gr.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs requested per cell (ray, slurm; default 0)")
+    gr.add_argument("--device", help="cpu or cuda inside each cell (default: best available)")
+    gr.add_argument("--results", help="results folder (default: _build/grid/<profile>)")
+    gr.add_argument("--out", help="also write the tidy table (one row per cell) as CSV here")
+    gr.add_argument("--dry-run", action="store_true", help="list the trainings still to run, run nothing")
+    gr.add_argument("--quiet", action="store_true", help="no progress bar")
+    gr.add_argument("--slurm-partition", help="SLURM partition (slurm backend)")
+    gr.add_argument("--slurm-time-min", type=int, default=60, help="time limit per array task in minutes (default 60)")
+    gr.add_argument("--slurm-cluster", default=None, choices=["slurm", "local", "debug"],
+                    help="submitit executor: slurm, or local/debug to try the slurm path on this machine "
+                         "(default: slurm where sbatch exists, else local)")
+    gr.set_defaults(func=cmd_grid)
+
     b = sub.add_parser("bench", help="time a training step per model (CPU or GPU), CSV out")
     b.add_argument("--models", help="comma-separated names (default: every registered model)")
     b.add_argument("--data", default="synth:smoke")
@@ -279,6 +392,9 @@ def parser() -> argparse.ArgumentParser:
                    help="LNLN and DashFusion at the official configuration (MOSI shapes, mosi preset, random "
                         "BERT-base fine-tuned and frozen, official batch sizes); --steps counts timed steps "
                         "(use 2-3: a step takes about a minute on 2 CPU cores); run with MSA_NUMERICS=native")
+    b.add_argument("--grid", action="store_true",
+                   help="instead: cells per hour of a smoke grid under each backend (--backends), side by side")
+    b.add_argument("--backends", default="local,ray", help="with --grid: backends to compare (default local,ray)")
     b.add_argument("--out", help="CSV path")
     b.set_defaults(func=cmd_bench)
 

@@ -12,7 +12,8 @@ recipes in one place:
   the student, each with its stage recipe (chapter 7).
 
 ``train_synth(name, data, seed)`` builds, trains and returns (model, TrainResult of the deployed
-stage). ``dg`` adds a domain-generalization objective (``msa_lib.dg``) to any of them.
+stage); ``train_recipe`` does the same for any preset and device (the benchmark grid, chapter 9).
+``dg`` adds a domain-generalization objective (``msa_lib.dg``) to any of them.
 """
 from __future__ import annotations
 
@@ -28,13 +29,14 @@ BOOK_MODELS = ("text_only", "early_fusion", "late_fusion", "tfn", "mult", "dashf
                "mmslf", "midg")       # reading order
 
 
-def synth_model(name: str, spec, **options):
-    """The model as its chapter builds it on SynthMSA (``options`` override its config)."""
+def synth_model(name: str, spec, preset: str = "synth", **options):
+    """The model as its chapter builds it (``preset``: "synth", or a paper preset for the models
+    that have one; the baselines have none and keep the chapter-2 width); ``options`` override."""
     if name not in available():
         raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
     if name in BASELINES or name in ("audio_only", "vision_only"):
         return build(name, spec, **{"d_model": BASELINE_WIDTH, **options})
-    return build(name, spec, preset="synth", **options)
+    return build(name, spec, preset=preset, **options)
 
 
 def synth_train_config(model, seed: int, **overrides) -> TrainConfig | None:
@@ -46,18 +48,24 @@ def synth_train_config(model, seed: int, **overrides) -> TrainConfig | None:
     return TrainConfig(**{**dict(epochs=BASELINE_EPOCHS, batch_size=64, lr=2e-3, seed=seed), **overrides})
 
 
-def train_synth(name: str, data, seed: int = 0, threads: int | None = 2, cache_dir=None, **train_overrides):
-    """Build ``name`` for ``data``, train it with the book's recipe -> (model, TrainResult).
-
-    ``train_overrides`` change the TrainConfig of every stage (e.g. ``dg="coral"``)."""
+def train_recipe(name: str, data, seed: int = 0, preset: str = "synth", threads: int | None = 2, device=None,
+                 cache_dir=None, **train_overrides):
+    """Build ``name`` for ``data`` with ``preset``, train it with the book's recipe -> (model,
+    TrainResult of the deployed stage). ``train_overrides`` change the TrainConfig of every stage
+    (e.g. ``dg="coral"``, ``epochs=2``)."""
     seed_everything(seed, threads=threads)
-    model = synth_model(name, data.spec)
+    model = synth_model(name, data.spec, preset)
     model.prepare(data, cache_dir)
     cfg = synth_train_config(model, seed, threads=threads, **train_overrides)
     if cfg is not None:
-        return model, fit(model, data, cfg)
+        return model, fit(model, data, cfg, device=device)
     for stage in model.stages():                              # MMSLF: the teacher, then the student
         model.set_stage(stage)
         result = fit(model, data, dataclasses.replace(model.stage_config(stage, seed=seed), threads=threads,
-                                                      **train_overrides))
+                                                      **train_overrides), device=device)
     return model, result
+
+
+def train_synth(name: str, data, seed: int = 0, threads: int | None = 2, cache_dir=None, **train_overrides):
+    """``train_recipe`` with the ``synth`` preset, on the CPU or the default device."""
+    return train_recipe(name, data, seed, "synth", threads, None, cache_dir, **train_overrides)

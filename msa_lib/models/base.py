@@ -103,6 +103,11 @@ class MSAModel(nn.Module):
     def n_params(self, trainable_only: bool = True) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
+    def inference_params(self) -> int:
+        """Parameters the deployed model uses to predict (all of them, unless a model keeps
+        training-only parts, like MMSLF's teacher)."""
+        return self.n_params(trainable_only=False)
+
 
 def register(name: str, config_cls: type) -> Callable[[type], type]:
     """Class decorator: make ``build(name, spec, **cfg)`` construct this model."""

@@ -123,6 +123,10 @@ class MMSLFConfig:
             raise KeyError(f"unknown preset {name!r}; choose one of {sorted(presets)}")
         return presets[name]
 
+    def inference_params(self) -> int:
+        """The deployed student: its text encoder and backbone (the teacher only trains it)."""
+        return sum(p.numel() for m in (self.student_text, self.student) for p in m.parameters())
+
     def stage_config(self, stage: str, **overrides):
         """The recipe of one stage: AdamW, linear warm-up from 0 then cosine, per epoch (LNLN's
         scheduler), the epoch chosen on the validation MAE."""
@@ -400,6 +404,10 @@ class MMSLF(MSAModel):
             net.requires_grad_(stage == name)
             if text.pretrained is not None:
                 text.pretrained.requires_grad_(finetune and stage == name)
+
+    def inference_params(self) -> int:
+        """The deployed student: its text encoder and backbone (the teacher only trains it)."""
+        return sum(p.numel() for m in (self.student_text, self.student) for p in m.parameters())
 
     def stage_config(self, stage: str, **overrides):
         return self.cfg.stage_config(stage, **overrides)
