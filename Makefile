@@ -138,7 +138,7 @@ test: setup vendor browser
 	  echo "nbval: no pinned numerics here ($$($(PY) -m msa_lib numerics --supported), MSA_NUMERICS=$(MSA_NUMERICS));" \
 	       "the chapters must run and their claims hold, outputs are not compared (see README)"
 	MSA_DEVICE=cpu MSA_CLAIMS_DIR=$(CURDIR)/$(NBVAL_DIR)/claims MSA_NBVAL_CLAIMS=$(CURDIR)/$(NBVAL_DIR)/claims \
-	  $(PY) -m pytest $(NBVAL_DIR)/chapters tests $(PYTEST_NB) $(if $(filter lax,$(NBVAL_MODE)),--nbval-lax)
+	  $(PY) -m pytest $(NBVAL_DIR)/chapters tests $(PYTEST_NB) --durations=40 $(if $(filter lax,$(NBVAL_MODE)),--nbval-lax)
 
 # Jupyter Lab on the chapters, with the pinned kernel and its state inside $(BUILD).
 lab: setup

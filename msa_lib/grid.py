@@ -242,8 +242,21 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
+def _release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc), so that resident memory at the
+    start of a job is what is still in use, not what earlier jobs of this worker freed."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):          # not glibc: the measure includes reused free memory
+        pass
+
+
 class _PeakMemory:
-    """Peak resident memory above the level at entry, sampled every 10 ms (CPU), or CUDA's peak."""
+    """Peak resident memory above the level at entry, sampled every 10 ms (CPU), or CUDA's peak.
+
+    On a CPU the first training in a process also pays PyTorch's one-time allocations (about 80 MB
+    here), so ``run_job`` warms each worker up once before it measures anything."""
 
     def __init__(self, device):
         self.cuda = getattr(device, "type", str(device)) == "cuda"
@@ -253,6 +266,7 @@ class _PeakMemory:
             import torch
             torch.cuda.reset_peak_memory_stats()
             return self
+        _release_free_memory()
         self.start = self.peak = _rss_mb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -271,6 +285,20 @@ class _PeakMemory:
             self._stop.set()
             self._thread.join()
             self.mb = max(self.peak, _rss_mb()) - self.start
+
+
+_WARM = set()
+
+
+def _warm_up(data, threads, dev) -> None:
+    """One epoch of early fusion, once per worker and dataset: PyTorch's one-time allocations and
+    thread pools then do not count as the first measured job's memory and time. Every job
+    re-seeds before it trains, so this changes no number."""
+    if (data.spec.name, dev.type) in _WARM:
+        return
+    from .recipes import train_recipe
+    train_recipe("early_fusion", data, 0, threads=threads, device=dev, epochs=1)
+    _WARM.add((data.spec.name, dev.type))
 
 
 def _train_overrides(profile: str) -> dict:
@@ -313,6 +341,7 @@ def run_job(job: Job, results_dir=None, threads: int | None = 1, device: str | N
     data = _load(job.data)
     train_data = holdout(data, job.train.split(":", 1)[1]) if job.train != "all" else data
     torch.set_num_threads(threads or torch.get_num_threads())
+    _warm_up(data, threads, dev)
     with _PeakMemory(dev) as memory:
         t0 = time.perf_counter()
         model, result = train_recipe(job.method, train_data, job.seed, preset=job.preset, threads=threads,
@@ -361,7 +390,15 @@ def _device_name(dev) -> str:
 def _progress(total: int, done: int, enabled: bool):
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=done, unit="cell", disable=not enabled, dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} cells [{elapsed} elapsed, ETA {remaining}{postfix}]")
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} cells [{elapsed}{postfix}]")
+
+
+def _eta(seconds: float, done: int, left: int) -> str:
+    """Time left from the mean time per training so far (a training, not a cell, is the unit of work)."""
+    if done == 0:
+        return "?"
+    s = int(seconds / done * left)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def _run_local(todo, results_dir, workers, threads, device, bar):
@@ -399,24 +436,32 @@ def _ray_env() -> dict:
     return {k: os.environ[k] for k in sorted(keep) if k in os.environ}
 
 
-def _run_ray(todo, results_dir, workers, threads, device, bar, gpus_per_cell=0.0):
+def start_ray(workers: int, threads: int | None = 1, gpus_per_cell: float = 0.0) -> bool:
+    """Connect to the Ray cluster at ``RAY_ADDRESS``, or start a local one of ``workers * threads``
+    CPUs whose files stay in ``ray_temp_dir()``, with usage reports and token prompts off. Returns
+    True when this call connected (the caller then shuts Ray down), False if Ray was already up."""
     try:
         import ray
     except ImportError as err:
         raise GridError("the ray backend needs Ray: pip install 'msa_lib[ray]' (or pip install ray)") from err
+    if ray.is_initialized():
+        return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")           # no usage reports, no prompt
     os.environ.setdefault("RAY_USAGE_STATS_PROMPT_ENABLED", "0")
-    started = not ray.is_initialized()
-    if started:
-        if os.environ.get("RAY_ADDRESS"):                           # an existing cluster
-            ray.init(address=os.environ["RAY_ADDRESS"], runtime_env={"env_vars": _ray_env()},
-                     log_to_driver=False)
-        else:                                                       # a local one for this run
-            tmp = ray_temp_dir()
-            tmp.mkdir(parents=True, exist_ok=True)
-            ray.init(num_cpus=workers * (threads or 1), num_gpus=None if gpus_per_cell else 0,
-                     include_dashboard=False, _temp_dir=str(tmp), log_to_driver=False,
-                     runtime_env={"env_vars": _ray_env()})
+    if os.environ.get("RAY_ADDRESS"):                               # an existing cluster, with its own auth
+        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env={"env_vars": _ray_env()}, log_to_driver=False)
+        return True
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")              # a private local cluster: no token
+    tmp = ray_temp_dir()
+    tmp.mkdir(parents=True, exist_ok=True)
+    ray.init(num_cpus=workers * (threads or 1), num_gpus=None if gpus_per_cell else 0, include_dashboard=False,
+             _temp_dir=str(tmp), log_to_driver=False, logging_level="warning", runtime_env={"env_vars": _ray_env()})
+    return True
+
+
+def _run_ray(todo, results_dir, workers, threads, device, bar, gpus_per_cell=0.0):
+    started = start_ray(workers, threads, gpus_per_cell)
+    import ray
     task = ray.remote(num_cpus=threads or 1, num_gpus=gpus_per_cell, max_retries=0)(run_job)
     refs = {task.remote(job, str(results_dir), threads, device): job for job in todo}
     try:
@@ -485,15 +530,18 @@ def run_grid(jobs, results_dir, backend: str = "local", workers: int | None = No
     todo = pending(jobs, results_dir)
     left = sum(len(j.conditions) for j in todo)
     runner = {"local": _run_local, "ray": _run_ray, "slurm": _run_slurm}[backend]
+    start = time.perf_counter()
     with _progress(total, total - left, progress) as bar:
-        bar.set_postfix_str(f"{len(todo)} trainings to go")
-        for n_done, (job, records) in enumerate(runner(todo, results_dir, workers, threads, device, bar, **options)):
+        bar.set_postfix_str(f"{left} cells in {len(todo)} trainings to go")
+        for n_done, (job, records) in enumerate(runner(todo, results_dir, workers, threads, device, bar, **options), 1):
             for record in records:                     # a worker on another machine may not share the folder
                 path = CellKey(**record["key"]).path(results_dir)
                 if not path.exists():
                     write_json(record, path)
+            left -= len(records)
             bar.update(len(records))
-            bar.set_postfix_str(f"{len(todo) - n_done - 1} trainings to go")
+            bar.set_postfix_str(f"{left} cells in {len(todo) - n_done} trainings to go, ETA "
+                                f"{_eta(time.perf_counter() - start, n_done, len(todo) - n_done)}")
     return load_results(results_dir, cells=[k for j in jobs for k in j.cells()])
 
 
@@ -538,5 +586,6 @@ def load_results(results_dir, cells=None):
         rows.append({**r["key"], "kind": kind, "value": None if value is None else str(value),
                      "metric_set": r.get("metric_set", "mosi"), **r["metrics"],
                      **r["cost"], "device": r["run"].get("device_name", ""), "date": r["run"].get("date", "")})
-    columns = [*KEY_FIELDS, "kind", "value", "metric_set"]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+    first = [*KEY_FIELDS, "kind", "value", "metric_set"]
+    table = pd.DataFrame(rows, columns=None if rows else first)
+    return table[first + [c for c in table.columns if c not in first]]

@@ -158,3 +158,15 @@ def within_noise(board: pd.DataFrame, summary: str = "complete") -> list[str]:
     best = col.idxmin() if lower_is_better else col.idxmax()
     lo, hi = col[best] - ci[best], col[best] + ci[best]
     return [m for m in board.index if col[m] + ci[m] >= lo and col[m] - ci[m] <= hi]
+
+
+LABELS = {"complete": "complete", "random_mean": "random R (mean)", "mr_mean": "modality MR (mean)",
+          "fixed_mean": "fixed subsets (mean)", "held_out": "held-out domain", "gap": "gap"}
+
+
+def formatted(board: pd.DataFrame, columns=LABELS, digits: int = 3) -> pd.DataFrame:
+    """The leaderboard as text, "mean ± half-width" per summary (only those the grid has)."""
+    def cell(mean, half):
+        return f"{mean:.{digits}f}" if np.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    return pd.DataFrame({label: [cell(m, h) for m, h in zip(board[c], board[f"{c}_ci"])]
+                         for c, label in columns.items() if c in board}, index=board.index)

@@ -11,6 +11,9 @@ import math
 
 STUDENTS_07 = ("e0", "e01", "e03", "e05", "noleak", "noleak_e03", "blank")   # chapter 7's study: hint settings
 
+METHODS_9 = ("text_only", "early_fusion", "late_fusion", "tfn", "mult", "dashfusion", "lnln", "hme", "cyin", "mmslf",
+             "midg", "audio_only", "vision_only")
+
 CHECKS = {
     "01_data_and_metrics": {
         "demo": [
@@ -423,6 +426,67 @@ CHECKS = {
             ("the protocol leaks nothing", lambda c: c["holdout_leak"] == 0),
             ("the adapter starts as the identity", lambda c: c["adapter_identity_at_init"] == 1.0),
             ("the router's weights are a distribution", lambda c: 0.0 < c["router_entropy"] <= c["router_entropy_uniform"] + 1e-6),
+        ],
+    },
+    # Chapter 9 -- the benchmark (reads chapters/studies/09_benchmark_grid.csv and 09_costs.csv; reruns a slice)
+    "09_benchmark": {
+        "demo": [
+            ("the committed grid: 13 methods x 33 conditions x 3 seeds = 1,287 cells; 195 trainings planned",
+             lambda c: c["cells"] == 1287 and c["methods"] == 13 and c["conditions"] == 33 and c["seeds"] == 3
+             and c["plan_trainings"] == 195 and c["plan_matches_table"] == 1.0),
+            ("late fusion best overall (0.763), the only method within noise of the best in all five columns",
+             lambda c: abs(c["late_fusion_overall"] - 0.763) < 0.001 and c["all_five_count"] == 1
+             and c["all_five_late_fusion"] == 1.0
+             and all(c["late_fusion_overall"] > c[f"{m}_overall"] for m in METHODS_9 if m != "late_fusion")),
+            ("complete data: DashFusion highest (0.835), nine methods within noise; MMSLF 0.778, CyIN 0.699",
+             lambda c: abs(c["best_complete"] - 0.835) < 0.001 and abs(c["dashfusion_complete"] - 0.835) < 0.001
+             and c["tied_complete"] == 9 and abs(c["mmslf_complete"] - 0.778) < 0.001
+             and abs(c["cyin_complete"] - 0.699) < 0.001),
+            ("random missing: LNLN best mean (0.774); late fusion best MR (0.776) and fixed (0.758); text-only best held out (0.752)",
+             lambda c: abs(c["lnln_random_mean"] - 0.774) < 0.001 and abs(c["best_random_mean"] - 0.774) < 0.001
+             and abs(c["late_fusion_mr_mean"] - 0.776) < 0.001 and abs(c["best_mr_mean"] - 0.776) < 0.001
+             and abs(c["late_fusion_fixed_mean"] - 0.758) < 0.001 and abs(c["best_fixed_mean"] - 0.758) < 0.001
+             and abs(c["text_only_held_out"] - 0.752) < 0.001 and abs(c["best_held_out"] - 0.752) < 0.001),
+            ("curves: high starters lose 20-26 points from R 0 to 0.9, LNLN/late fusion/HME 11-12, CyIN 6.4",
+             lambda c: all(0.20 <= c[f"{m}_drop_random"] <= 0.26 for m in ("dashfusion", "mult", "early_fusion", "midg"))
+             and all(0.105 <= c[f"{m}_drop_random"] <= 0.12 for m in ("lnln", "late_fusion", "hme"))
+             and abs(c["cyin_drop_random"] - 0.064) < 0.001),
+            ("MR: late fusion loses 8.9 points from 0.1 to 0.7, DashFusion 24.8",
+             lambda c: abs(c["late_fusion_drop_mr"] - 0.089) < 0.001 and abs(c["dashfusion_drop_mr"] - 0.248) < 0.001),
+            ("patterns: best without text MIDG {a,v} 0.762; late fusion {t} 0.802 {a} 0.682; DashFusion {t} 0.634, MIDG {t} 0.612",
+             lambda c: abs(c["best_without_text"] - 0.762) < 0.001 and abs(c["midg_pattern_av"] - 0.762) < 0.001
+             and abs(c["late_fusion_pattern_t"] - 0.802) < 0.001 and abs(c["late_fusion_pattern_a"] - 0.682) < 0.001
+             and abs(c["dashfusion_pattern_t"] - 0.634) < 0.001 and abs(c["midg_pattern_t"] - 0.612) < 0.001
+             and abs(c["audio_only_pattern_a"] - 0.688) < 0.001 and abs(c["audio_only_pattern_t"] - 0.483) < 0.001),
+            ("domains: every gap positive, text-only 4.3 to MIDG 24.6; studio-reviewers hardest for most",
+             lambda c: c["gap_all_positive"] == 13 and abs(c["text_only_gap"] - 0.043) < 0.001
+             and abs(c["midg_gap"] - 0.246) < 0.001 and c["hardest_for_studio-reviewers"] == 9),
+            ("costs: late fusion 42,886 parameters and ~75 ms a step; HME, CyIN, TFN the largest; weak correlation",
+             lambda c: c["late_fusion_params"] == 42886 and 60 <= c["late_fusion_step_ms"] <= 90
+             and c["hme_params"] == 397965 and c["cyin_params"] == 296548 and c["tfn_params"] == 198481
+             and c["study_matches_grid"] < 1e-4
+             and c["grid_mem_min"] < 0.1 and c["grid_mem_max"] > 400),
+            ("papers: LNLN and DashFusion first, within noise (+0.6, +0.5); HME -4.6, CyIN -12.3, MMSLF -5.2, MIDG -17.5, all behind in every seed",
+             lambda c: c["paper_lnln_rank"] == 1 and c["paper_dashfusion_rank"] == 1
+             and c["paper_lnln_verdict"] == 0 and c["paper_dashfusion_verdict"] == 0
+             and abs(c["paper_lnln_diff"] - 0.006) < 0.001 and abs(c["paper_dashfusion_diff"] - 0.005) < 0.001
+             and all(c[f"paper_{m}_verdict"] == -1 and c[f"paper_{m}_ahead"] == 0 for m in ("hme", "cyin", "mmslf", "midg"))
+             and abs(c["paper_hme_diff"] + 0.046) < 0.001 and abs(c["paper_cyin_diff"] + 0.123) < 0.001
+             and abs(c["paper_mmslf_diff"] + 0.052) < 0.001 and abs(c["paper_midg_diff"] + 0.175) < 0.001),
+            ("the live slice reproduces every committed cell it reran",
+             lambda c: c["slice_cells_matched"] == 21 and c["slice_max_diff"] < 1e-4),
+            ("ex-bench-2: reversed frames cost early fusion 12.1 points, MulT 3.1",
+             lambda c: abs(c["ex2_early_fusion_drop"] - 0.121) < 0.002 and abs(c["ex2_mult_drop"] - 0.031) < 0.002),
+            ("ex-bench-3: pooled fusion 0.755 complete, 0.727 with {a,v}",
+             lambda c: abs(c["ex3_complete"] - 0.755) < 0.001 and abs(c["ex3_av"] - 0.727) < 0.001),
+            ("costs: correlation of log parameters and overall 0.45 over all, -0.36 over the multimodal ten",
+             lambda c: abs(c["corr_params_overall"] - 0.45) < 0.01 and abs(c["corr_params_overall_multimodal"] + 0.36) < 0.01),
+            ("grid bench: local and ray give the same table; ray's overhead under 10 %",
+             lambda c: c["bench_same_table"] == 1.0 and c["bench_ray_overhead_pct"] < 10 and c["bench_ray_startup_s"] < 10),
+        ],
+        "smoke": [
+            ("the committed grid is read", lambda c: c["cells"] == 1287 and c["methods"] == 13),
+            ("scores are fractions", lambda c: all(0.0 <= c[f"{m}_complete"] <= 1.0 for m in METHODS_9)),
         ],
     },
 }

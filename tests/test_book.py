@@ -19,7 +19,7 @@ pytestmark = pytest.mark.book
 PAGES = ["book/intro.html", "chapters/01_data_and_metrics.html", "chapters/02_fusion_baselines.html",
          "chapters/03_dashfusion.html", "chapters/04_lnln.html", "chapters/05_hme.html",
          "chapters/06_cyin.html", "chapters/07_mmslf.html",
-         "chapters/08_midg.html"]
+         "chapters/08_midg.html", "chapters/09_benchmark.html"]
 
 
 @pytest.fixture(scope="module")
