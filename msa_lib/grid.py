@@ -232,7 +232,7 @@ def _load(name: str):
     return _DATA[name]
 
 
-def _rss_mb() -> float:
+def _resident_mb() -> float:
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -267,7 +267,7 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             return self
         _release_free_memory()
-        self.start = self.peak = _rss_mb()
+        self.start = self.peak = _resident_mb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -275,7 +275,7 @@ class _PeakMemory:
 
     def _sample(self):
         while not self._stop.wait(0.01):
-            self.peak = max(self.peak, _rss_mb())
+            self.peak = max(self.peak, _resident_mb())
 
     def __exit__(self, *exc):
         if self.cuda:
@@ -284,7 +284,7 @@ class _PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
-            self.mb = max(self.peak, _rss_mb()) - self.start
+            self.mb = max(self.peak, _resident_mb()) - self.start
 
 
 _WARM = set()
@@ -522,7 +522,7 @@ def run_grid(jobs, results_dir, backend: str = "local", workers: int | None = No
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(results_dir)
-    for path in sorted(p for p in results_dir.rglob("*.json") if not p.name.startswith(".")):
+    for path in result_files(results_dir):
         read_cell(path)                       # a bad file stops the run now, not after hours of training
     workers = workers or max(1, (os.cpu_count() or 1) // (threads or 1))
     jobs = list(jobs)
@@ -546,6 +546,11 @@ def run_grid(jobs, results_dir, backend: str = "local", workers: int | None = No
 
 
 # ---------------------------------------------------------------------------------- results
+def result_files(results_dir) -> list[Path]:
+    """Every result file under ``results_dir`` (temporary ``.*.tmp`` files and other dot-files are not)."""
+    return sorted(p for p in Path(results_dir).rglob("*.json") if not p.name.startswith("."))
+
+
 def read_cell(path) -> dict:
     """One result file -> its record; ResultFileError naming the file if it is not one."""
     path = Path(path)
@@ -575,8 +580,7 @@ def load_results(results_dir, cells=None):
     DataFrame: the key fields, kind and value of the condition, the metrics, the costs, device."""
     import pandas as pd
     results_dir = Path(results_dir)
-    paths = ([k.path(results_dir) for k in cells] if cells is not None
-             else sorted(p for p in results_dir.rglob("*.json") if not p.name.startswith(".")))
+    paths = [k.path(results_dir) for k in cells] if cells is not None else result_files(results_dir)
     rows = []
     for path in paths:
         if not path.exists():
